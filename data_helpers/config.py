@@ -1,0 +1,261 @@
+"""Configuration: one JSON (or YAML) file per model, validated before any work starts.
+
+Every key, its type, default and meaning lives in :data:`SCHEMA`; the README's table is
+checked against it by the tests. Errors are :class:`ConfigError` with a one-line message
+that names the file and the key (or the line and column of a syntax error).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+MODEL_NAMES = ("textcnn", "bilstm", "bilstm_atten", "transformer")
+TOKENIZERS = ("char", "word", "whitespace")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+
+class ConfigError(ValueError):
+    """A bad config: the message is one line naming the file and the key."""
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: str  # int, float, bool, str, path, int_list
+    default: Any
+    doc: str
+    check: Callable[[Any], bool] | None = None
+    rule: str = ""  # what `check` demands, for the error message
+    nullable: bool = False
+    choices: tuple = ()
+
+
+def _pos(v):
+    return v > 0
+
+
+def _nonneg(v):
+    return v >= 0
+
+
+SCHEMA: dict[str, Key] = {
+    # --- what to train
+    "model_name": Key("str", None, "Model to train.", choices=MODEL_NAMES),
+    "train_data": Key("path", None, "Training file, lines `text<TAB>label` or `text<SEP>label`."),
+    "eval_data": Key("path", None, "Evaluation file, same format; its labels must occur in train_data."),
+    "class_names": Key("path", None, "Optional file of class names, line i names label id i (turns integer labels into names).", nullable=True),
+    "num_classes": Key("int", None, "Number of classes; 1 = binary with a sigmoid output, N > 1 = softmax. null: infer from the data (softmax).", _pos, "must be >= 1", nullable=True),
+    # --- tokenization and vocabulary
+    "tokenizer": Key("str", "char", "`char` (one token per CJK character, Latin words and numbers whole), `word` (jieba), `whitespace` (pre-segmented text).", choices=TOKENIZERS),
+    "lowercase": Key("bool", True, "Lower-case text before tokenizing."),
+    "stop_word": Key("path", None, "Optional stop-word file, one word per line; those tokens are dropped.", nullable=True),
+    "user_dict": Key("path", None, "Optional jieba user dictionary (tokenizer `word`).", nullable=True),
+    "sequence_length": Key("int", 128, "Tokens per text: longer texts are truncated, shorter ones padded.", _pos, "must be >= 1"),
+    "vocab_size": Key("int", 20000, "Largest vocabulary, `<PAD>` and `<UNK>` included.", lambda v: v >= 3, "must be >= 3"),
+    "min_count": Key("int", 1, "Drop tokens seen fewer times in train_data.", _pos, "must be >= 1"),
+    "word_vectors_path": Key("path", None, "Optional word2vec text-format vectors that initialise the embedding rows of in-vocabulary tokens.", nullable=True),
+    # --- model
+    "embedding_size": Key("int", 128, "Embedding width.", _pos, "must be >= 1"),
+    "num_filters": Key("int", 128, "TextCNN: filters per width.", _pos, "must be >= 1"),
+    "filter_sizes": Key("int_list", [2, 3, 4], "TextCNN: convolution widths.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
+    "hidden_sizes": Key("int_list", [128], "BiLSTM / BiLSTM-attention: units per direction of each stacked layer.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
+    "filters": Key("int", 256, "Transformer: feed-forward width.", _pos, "must be >= 1"),
+    "num_heads": Key("int", 4, "Transformer: attention heads; must divide embedding_size.", _pos, "must be >= 1"),
+    "num_blocks": Key("int", 1, "Transformer: encoder blocks.", _pos, "must be >= 1"),
+    "ln_epsilon": Key("float", 1e-6, "Transformer: LayerNorm epsilon.", _pos, "must be > 0"),
+    "keep_prob": Key("float", 0.5, "Dropout keep probability (dropout rate = 1 - keep_prob).", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "l2_reg_lambda": Key("float", 0.0, "L2 penalty on the output layer's weights.", _nonneg, "must be >= 0"),
+    # --- training
+    "epochs": Key("int", 5, "Passes over train_data.", _pos, "must be >= 1"),
+    "batch_size": Key("int", 64, "Examples per step.", _pos, "must be >= 1"),
+    "learning_rate": Key("float", 1e-3, "Optimizer learning rate.", _pos, "must be > 0"),
+    "optimization": Key("str", "adam", "Optimizer.", choices=OPTIMIZERS),
+    "max_grad_norm": Key("float", 5.0, "Clip gradients to this global norm; null: no clipping.", _pos, "must be > 0", nullable=True),
+    "label_smoothing": Key("float", 0.0, "Label smoothing of the training loss.", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "eval_every": Key("int", 100, "Evaluate on eval_data every this many steps (and at each epoch end).", _pos, "must be >= 1"),
+    "checkpoint_every": Key("int", 100, "Save a checkpoint every this many steps.", _pos, "must be >= 1"),
+    "max_checkpoints": Key("int", 3, "Checkpoints kept in ckpt_model_path (the best one is kept apart).", _pos, "must be >= 1"),
+    "seed": Key("int", 42, "Random seed (weights, shuffling, dropout)."),
+    # --- where things go
+    "output_path": Key("path", "outputs/{model_name}", "Vocab, label map, report, TensorBoard logs."),
+    "ckpt_model_path": Key("path", "ckpt_model/{model_name}", "Checkpoints."),
+    "pb_model_path": Key("path", "pb_model/{model_name}", "SavedModel exports, one integer-versioned folder each (TensorFlow Serving layout)."),
+    "keep_exports": Key("int", 3, "Export versions kept in pb_model_path.", _pos, "must be >= 1"),
+}
+
+# Keys whose file must exist when training starts.
+INPUT_FILES = ("train_data", "eval_data", "class_names", "stop_word", "user_dict", "word_vectors_path")
+OUTPUT_DIRS = ("output_path", "ckpt_model_path", "pb_model_path")
+
+
+class Config:
+    """A validated config: keys as attributes, plus `source` (the file it came from)."""
+
+    def __init__(self, values: dict, source: str = "<dict>"):
+        object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "source", source)
+
+    def __getattr__(self, name):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Config is read-only; use replace()")
+
+    def to_dict(self) -> dict:
+        return dict(self._values)
+
+    def replace(self, **changes) -> "Config":
+        return validate({**self._values, **changes}, self.source)
+
+    def __repr__(self):
+        return f"Config({self.source!r}, {self._values!r})"
+
+
+def _type_ok(kind: str, v) -> bool:
+    if kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "float":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "bool":
+        return isinstance(v, bool)
+    if kind in ("str", "path"):
+        return isinstance(v, str) and v != ""
+    if kind == "int_list":
+        return isinstance(v, list) and all(_type_ok("int", x) for x in v)
+    raise AssertionError(kind)
+
+
+_KIND_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "path": "a file path (string)",
+    "int_list": "a list of integers",
+}
+
+
+def validate(raw: dict, source: str = "<dict>") -> Config:
+    """Check types, ranges and cross-key rules; fill defaults. Does not touch the disk."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be an object of key: value pairs")
+    for key in raw:
+        if key not in SCHEMA:
+            close = difflib.get_close_matches(key, SCHEMA, n=1, cutoff=0.5)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{source}: unknown key '{key}'{hint}")
+    values = {}
+    for name, spec in SCHEMA.items():
+        v = raw.get(name, spec.default)
+        if v is None:
+            if spec.nullable:
+                values[name] = None
+                continue
+            raise ConfigError(f"{source}: key '{name}' is required ({spec.doc})")
+        if not _type_ok(spec.kind, v):
+            raise ConfigError(f"{source}: key '{name}' must be {_KIND_WORDS[spec.kind]}, got {json.dumps(v, ensure_ascii=False)}")
+        if spec.kind == "float":
+            v = float(v)
+        if spec.choices and v not in spec.choices:
+            raise ConfigError(f"{source}: key '{name}' must be one of {', '.join(spec.choices)}; got '{v}'")
+        if spec.check is not None and not spec.check(v):
+            raise ConfigError(f"{source}: key '{name}' {spec.rule}; got {json.dumps(v)}")
+        values[name] = v
+    for name in OUTPUT_DIRS:
+        values[name] = values[name].replace("{model_name}", values["model_name"])
+    if values["model_name"] == "transformer" and values["embedding_size"] % values["num_heads"]:
+        raise ConfigError(
+            f"{source}: key 'num_heads' ({values['num_heads']}) must divide embedding_size ({values['embedding_size']})"
+        )
+    return Config(values, source)
+
+
+def _parse_text(text: str, path: str) -> dict:
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+            raise ConfigError(f"{where}: invalid YAML: {e.problem or e.context}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`key=value` from `--set`: the value is parsed as JSON, falling back to a plain string."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item}: expected key=value")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    return key, value
+
+
+def load_config(path: str, overrides: list[str] | tuple = (), check_files: bool = True, log=print) -> Config:
+    """Read, override (`--set key=value` items) and validate a config file.
+
+    With check_files, the input files named by the config must exist (the demo corpus is
+    prepared first when the config names it and it is missing) and the output folders
+    must not be files.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: config file not found")
+    if os.path.isdir(path):
+        raise ConfigError(f"{path}: is a folder, expected a .json or .yaml config file")
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    raw = _parse_text(text, path)
+    if isinstance(raw, dict):
+        for item in overrides:
+            key, value = parse_override(item)
+            if key not in SCHEMA:
+                close = difflib.get_close_matches(key, SCHEMA, n=1, cutoff=0.5)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"--set {item}: unknown key '{key}'{hint}")
+            raw[key] = value
+    cfg = validate(raw, path)
+    if check_files:
+        check_paths(cfg, log=log)
+    return cfg
+
+
+def check_paths(cfg: Config, log=print) -> None:
+    from data_helpers.demo_corpus import ensure_demo_files
+
+    ensure_demo_files([cfg.train_data, cfg.eval_data], log=log)
+    for key in INPUT_FILES:
+        p = getattr(cfg, key)
+        if p is None:
+            continue
+        if not os.path.exists(p):
+            raise ConfigError(f"{cfg.source}: key '{key}': file not found: {p}")
+        if os.path.isdir(p):
+            raise ConfigError(f"{cfg.source}: key '{key}': {p} is a folder, expected a file")
+        if not os.access(p, os.R_OK):
+            raise ConfigError(f"{cfg.source}: key '{key}': cannot read {p} (permission denied)")
+    for key in OUTPUT_DIRS:
+        p = getattr(cfg, key)
+        if os.path.exists(p) and not os.path.isdir(p):
+            raise ConfigError(f"{cfg.source}: key '{key}': {p} is a file, expected a folder")

@@ -1,0 +1,244 @@
+"""Reading labelled text files and class-name files.
+
+An examples file has one example per line, in either of two formats::
+
+    text<TAB>label
+    text<SEP>label          (the literal five characters ``<SEP>``)
+
+If a line contains ``<SEP>`` it is split on the last ``<SEP>``, so the text may
+contain tabs; otherwise it is split on the last tab. Text and label are
+stripped of surrounding whitespace.
+
+The file is read as bytes and each line is decoded on its own (strict UTF-8),
+so a single bad line does not spoil the whole file. Malformed lines are skipped
+and counted; if there are too many of them, :class:`DataError` is raised.
+Every problem is reported as ``path:line: problem`` (lines counted from 1).
+
+Standard library only: this module must stay light (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["DataError", "Examples", "read_class_names", "read_examples"]
+
+SEP = "<SEP>"
+_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_INT_LABEL = re.compile(r"-?[0-9]+")
+NO_SEPARATOR = "no separator (expected text<TAB>label or text<SEP>label)"
+
+
+class DataError(ValueError):
+    """A data problem, with a one-line message that names the file and line (path:line: problem)."""
+
+
+@dataclass
+class Examples:
+    """The examples read from one file.
+
+    Attributes:
+        texts: the example texts, in file order.
+        labels: the label of each text (a class name; integer ids are mapped
+            to names when ``id_to_name`` was given).
+        path: the file they were read from.
+        skipped: how many malformed lines were skipped.
+    """
+
+    texts: list[str]
+    labels: list[str]
+    path: str
+    skipped: int
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _read_bytes(path) -> tuple[str, bytes]:
+    """Return ``(path as str, file contents)``, or raise DataError naming the path."""
+    name = os.fspath(path)
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    if os.path.isdir(name):
+        raise DataError(f"{name}: is a directory, expected a text file")
+    try:
+        with open(name, "rb") as f:
+            return name, f.read()
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file") from None
+    except PermissionError:
+        raise DataError(f"{name}: permission denied") from None
+    except OSError as e:
+        raise DataError(f"{name}: cannot read ({e.strerror or e})") from None
+
+
+def _lines(name: str, data: bytes) -> list[bytes]:
+    """Split file contents into lines (LF, CRLF or CR ends), dropping a UTF-8 BOM."""
+    if data.startswith(_UTF16_BOMS):
+        raise DataError(
+            f"{name} looks UTF-16-encoded, not UTF-8: convert it with "
+            f"`iconv -f UTF-16 -t UTF-8 {name} > {name}.utf8`"
+        )
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    # bytes.splitlines() splits on \n, \r\n and \r only. In UTF-8 and in GBK
+    # these bytes never occur inside a multi-byte character.
+    return data.splitlines()
+
+
+def _decode(raw: bytes) -> tuple[str | None, str | None]:
+    """Decode one line as strict UTF-8: ``(text, None)`` or ``(None, problem)``."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at byte offset {e.start})"
+
+
+def _decodes_as_gbk(lines: list[bytes]) -> bool:
+    """True if every one of ``lines`` decodes as GBK or GB18030."""
+    for encoding in ("gbk", "gb18030"):
+        try:
+            for raw in lines:
+                raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return True
+    return False
+
+
+def read_class_names(path) -> list[str]:
+    """Read a class-names file: one name per line, line i (from 0) is label id i.
+
+    Names are stripped of surrounding whitespace. Blank lines at the very end
+    of the file are ignored; a blank line anywhere else (it would shift the ids
+    of the names after it), a duplicate name, a line that is not UTF-8 or a
+    file without names raise :class:`DataError` naming ``path:line``.
+    """
+    name, data = _read_bytes(path)
+    lines = _lines(name, data)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise DataError(f"{name}: no class names (empty file or only blank lines)")
+    names: list[str] = []
+    first_line: dict[str, int] = {}
+    for lineno, raw in enumerate(lines, start=1):
+        text, problem = _decode(raw)
+        if problem:
+            raise DataError(f"{name}:{lineno}: {problem}")
+        class_name = text.strip()
+        if not class_name:
+            raise DataError(
+                f"{name}:{lineno}: blank line (one class name per line; "
+                f"line i is label id i, so gaps are not allowed)"
+            )
+        if class_name in first_line:
+            raise DataError(
+                f"{name}:{lineno}: duplicate class name {class_name!r} "
+                f"(first on line {first_line[class_name]})"
+            )
+        first_line[class_name] = lineno
+        names.append(class_name)
+    return names
+
+
+def _parse(line: str, id_to_name: list[str] | None) -> tuple[str, str] | str:
+    """Parse one decoded, non-blank line: ``(text, label)`` or a problem string."""
+    if SEP in line:
+        text, _, label = line.rpartition(SEP)
+    elif "\t" in line:
+        text, _, label = line.rpartition("\t")
+    else:
+        return NO_SEPARATOR
+    text, label = text.strip(), label.strip()
+    if not text:
+        return "empty text"
+    if not label:
+        return "empty label"
+    if id_to_name is not None and _INT_LABEL.fullmatch(label):
+        label_id = int(label)
+        if not 0 <= label_id < len(id_to_name):
+            return (
+                f"label id {label_id} out of range "
+                f"(there are {len(id_to_name)} class names, ids 0..{len(id_to_name) - 1})"
+            )
+        label = id_to_name[label_id]
+    return text, label
+
+
+def read_examples(
+    path,
+    *,
+    id_to_name: list[str] | None = None,
+    max_bad_fraction: float = 0.01,
+    log: Callable[[str], object] = print,
+) -> Examples:
+    """Read ``text<TAB>label`` / ``text<SEP>label`` lines from ``path``.
+
+    Args:
+        path: the file to read (UTF-8; a BOM and CRLF/CR line ends are fine).
+        id_to_name: class names by label id (see :func:`read_class_names`).
+            When given, an integer label such as ``"3"`` becomes
+            ``id_to_name[3]``; an id out of range makes the line malformed.
+            Other labels are kept as they are.
+        max_bad_fraction: the largest allowed fraction of malformed lines
+            among the non-blank lines; more than that raises DataError.
+        log: called with one summary line if any lines were skipped.
+
+    Blank (whitespace-only) lines are skipped silently. Malformed lines (no
+    separator, empty text, empty label, bytes that are not UTF-8, label id
+    out of range) are skipped and counted in ``Examples.skipped``.
+
+    Raises:
+        DataError: missing/unreadable path or a directory; a GBK (or UTF-16)
+            encoded file; too many malformed lines; no examples at all.
+    """
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise ValueError(f"max_bad_fraction must be between 0 and 1, got {max_bad_fraction!r}")
+    name, data = _read_bytes(path)
+
+    texts: list[str] = []
+    labels: list[str] = []
+    bad: list[str] = []  # "path:line: problem" for each malformed line
+    not_utf8: list[bytes] = []
+    nonblank = 0
+    for lineno, raw in enumerate(_lines(name, data), start=1):
+        line, problem = _decode(raw)
+        if problem is None:
+            if not line.strip():
+                continue
+            parsed = _parse(line, id_to_name)
+            if isinstance(parsed, tuple):
+                nonblank += 1
+                texts.append(parsed[0])
+                labels.append(parsed[1])
+                continue
+            problem = parsed
+        else:
+            not_utf8.append(raw)
+        nonblank += 1
+        bad.append(f"{name}:{lineno}: {problem}")
+
+    if not_utf8 and len(not_utf8) * 2 > nonblank and _decodes_as_gbk(not_utf8):
+        raise DataError(
+            f"{name} looks GBK-encoded, not UTF-8: convert it with "
+            f"`iconv -f GBK -t UTF-8 {name} > {name}.utf8`"
+        )
+    if nonblank == 0:
+        raise DataError(f"{name}: no examples (empty file or only blank lines)")
+    if bad and len(bad) / nonblank > max_bad_fraction:
+        raise DataError(
+            f"{name}: {len(bad)} of {nonblank} non-blank lines are malformed "
+            f"({len(bad) / nonblank:.1%}, more than max_bad_fraction={max_bad_fraction:g}); "
+            f"first: {bad[0]}"
+        )
+    if not texts:  # only reachable with max_bad_fraction=1
+        raise DataError(f"{name}: no examples ({len(bad)} malformed lines; first: {bad[0]})")
+    if bad:
+        noun = "line" if len(bad) == 1 else "lines"
+        log(f"{name}: skipped {len(bad)} malformed {noun} of {nonblank} (first: {bad[0]})")
+    return Examples(texts=texts, labels=labels, path=name, skipped=len(bad))

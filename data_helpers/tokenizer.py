@@ -1,0 +1,143 @@
+"""One tokenizer for training, evaluation, export and prediction.
+
+Tokenizing happens in two stages so that an exported SavedModel can do it with stock
+TensorFlow ops (TensorFlow Serving loads it as it is):
+
+1. :meth:`Tokenizer.segment` (Python, only for ``word``): jieba cuts the text into words
+   joined by spaces. For ``char`` and ``whitespace`` it returns the text unchanged.
+2. :meth:`Tokenizer.split` (TensorFlow graph, every mode): repair invalid UTF-8, cut to
+   ``max_chars`` characters, lower-case, fold every kind of whitespace into one space,
+   for ``char`` put each CJK character / symbol in its own token while keeping runs of
+   Latin letters and digits whole, split on spaces, drop stop words.
+
+Training runs both stages over the corpus; the export contains stage 2, so a client of a
+``word`` model sends jieba-segmented text (the Predictor and ``serve.py`` do it for you).
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from data_helpers.io_utils import file_digest
+
+MODES = ("char", "word", "whitespace")
+# A run of Latin letters/digits is one token; anything else that is not a space is a token.
+_CHAR_TOKEN = r"([a-z0-9]+|\S)"
+_CHAR_TOKEN_CASED = r"([A-Za-z0-9]+|\S)"
+_SPACES = r"[\s\p{Z}\p{Cc}]+"
+
+
+def read_word_list(path: str | None) -> list[str]:
+    """Stop words: one per line, blank lines and surrounding spaces ignored."""
+    if not path:
+        return []
+    with open(path, encoding="utf-8-sig") as f:
+        return [w for w in (line.strip() for line in f) if w]
+
+
+class Tokenizer(tf.Module):
+    """Turns raw text into tokens, the same way everywhere.
+
+    Args:
+        mode: ``char``, ``word`` (jieba) or ``whitespace`` (already segmented).
+        lowercase: lower-case before splitting.
+        stop_words: tokens to drop (compared after lower-casing).
+        user_dict: path of a jieba user dictionary (``word`` only).
+        max_chars: texts are cut to this many characters first, so a 1 MB text costs
+            no more than a short one.
+
+    Example:
+        >>> tok = Tokenizer("char")
+        >>> tok.tokenize("iPhone12很好用")
+        ['iphone12', '很', '好', '用']
+    """
+
+    def __init__(self, mode="char", lowercase=True, stop_words=(), user_dict=None, max_chars=4096, user_dict_sha256=None):
+        super().__init__(name="tokenizer")
+        if mode not in MODES:
+            raise ValueError(f"tokenizer mode must be one of {', '.join(MODES)}; got {mode!r}")
+        self.mode = mode
+        self.lowercase = bool(lowercase)
+        self.max_chars = int(max_chars)
+        self.user_dict = user_dict
+        self.user_dict_sha256 = user_dict_sha256 or file_digest(user_dict)
+        words = sorted({(w.lower() if self.lowercase else w) for w in stop_words if w.strip()})
+        self.stop_words = words
+        self._stop_table = None
+        if words:
+            self._stop_table = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(tf.constant(words), tf.ones(len(words), tf.int64)),
+                default_value=0,
+            )
+        self._jieba = None
+
+    # ---- stage 1: Python ---------------------------------------------------------
+    def _jieba_tokenizer(self):
+        if self._jieba is None:
+            import logging
+
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            tk = jieba.Tokenizer()
+            if self.user_dict:
+                tk.load_userdict(self.user_dict)
+            tk.initialize()
+            self._jieba = tk
+        return self._jieba
+
+    def segment(self, texts: list[str]) -> list[str]:
+        """Stage 1. ``word``: jieba words joined by spaces; other modes: unchanged."""
+        if self.mode != "word":
+            return list(texts)
+        cut = self._jieba_tokenizer().cut
+        return [" ".join(cut(t[: self.max_chars])) for t in texts]
+
+    # ---- stage 2: TensorFlow graph -------------------------------------------------
+    def split(self, strings: tf.Tensor) -> tf.RaggedTensor:
+        """Stage 2: a string tensor [batch] -> ragged tokens [batch, None]."""
+        x = tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+        x = tf.strings.substr(x, 0, self.max_chars, unit="UTF8_CHAR")
+        if self.lowercase:
+            x = tf.strings.lower(x, encoding="utf-8")
+        x = tf.strings.regex_replace(x, _SPACES, " ")
+        if self.mode == "char":
+            x = tf.strings.regex_replace(x, _CHAR_TOKEN if self.lowercase else _CHAR_TOKEN_CASED, r" \1 ")
+        tokens = tf.strings.split(x)
+        if self._stop_table is not None:
+            keep = tf.ragged.map_flat_values(self._stop_table.lookup, tokens) == 0
+            tokens = tf.ragged.boolean_mask(tokens, keep)
+        return tokens
+
+    # ---- convenience --------------------------------------------------------------
+    def tokenize(self, text: str) -> list[str]:
+        """Both stages for one text, eagerly (for inspection and tests)."""
+        tokens = self.split(tf.constant(self.segment([text])))
+        return [t.decode("utf-8") for t in tokens[0].numpy()]
+
+    def get_config(self) -> dict:
+        return {
+            "mode": self.mode,
+            "lowercase": self.lowercase,
+            "stop_words": list(self.stop_words),
+            "user_dict": os.path.abspath(self.user_dict) if self.user_dict else None,
+            "user_dict_sha256": self.user_dict_sha256,
+            "max_chars": self.max_chars,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Tokenizer":
+        return cls(**config)
+
+    @classmethod
+    def from_run_config(cls, cfg) -> "Tokenizer":
+        """The tokenizer a training config asks for."""
+        return cls(
+            mode=cfg.tokenizer,
+            lowercase=cfg.lowercase,
+            stop_words=read_word_list(cfg.stop_word),
+            user_dict=cfg.user_dict,
+            max_chars=max(256, 8 * cfg.sequence_length),
+        )

@@ -1,0 +1,97 @@
+"""Shared fixtures: a tiny synthetic corpus, tiny configs, and one tiny trained model per
+model kind (trained once per test session and reused by the export and Predictor tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer")
+
+# Three classes of short reviews with clearly different words, so a tiny model learns them.
+_WORDS = {
+    "好评": ["很好", "满意", "喜欢", "推荐", "不错", "精彩", "开心", "完美"],
+    "差评": ["很差", "失望", "糟糕", "退货", "难用", "垃圾", "生气", "后悔"],
+    "中性": ["一般", "还行", "普通", "凑合", "正常", "马马虎虎", "可以吧", "中规中矩"],
+}
+_FILLER = ["这本书", "这家店", "手机", "服务", "物流", "价格", "质量", "东西", "iPhone12", "app"]
+
+
+def make_lines(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        label = list(_WORDS)[i % 3]
+        words = [rng.choice(_FILLER), rng.choice(_WORDS[label]), rng.choice(_FILLER), rng.choice(_WORDS[label])]
+        lines.append("".join(words) + "\t" + label)
+    return lines
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    (d / "train.txt").write_text("\n".join(make_lines(240, 1)) + "\n", encoding="utf-8")
+    (d / "eval.txt").write_text("\n".join(make_lines(60, 2)) + "\n", encoding="utf-8")
+    return d
+
+
+def tiny_config(root, corpus, model_name="textcnn", **overrides) -> str:
+    """Write a tiny, fast config under root and return its path."""
+    root = str(root)
+    cfg = {
+        "model_name": model_name,
+        "train_data": str(corpus / "train.txt"),
+        "eval_data": str(corpus / "eval.txt"),
+        "tokenizer": "char",
+        "sequence_length": 24,
+        "embedding_size": 16,
+        "num_filters": 8,
+        "filter_sizes": [2, 3],
+        "hidden_sizes": [8],
+        "filters": 16,
+        "num_heads": 2,
+        "num_blocks": 1,
+        "epochs": 2,
+        "batch_size": 16,
+        "learning_rate": 0.01,
+        "keep_prob": 0.9,
+        "eval_every": 10,
+        "checkpoint_every": 10,
+        "output_path": os.path.join(root, "outputs"),
+        "ckpt_model_path": os.path.join(root, "ckpt"),
+        "pb_model_path": os.path.join(root, "pb"),
+    }
+    cfg.update(overrides)
+    path = os.path.join(root, f"{model_name}.json")
+    os.makedirs(root, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(cfg, f, ensure_ascii=False)
+    return path
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, corpus):
+    """model_name -> (config path, report): each model trained once, tiny, for 2 epochs."""
+    from data_helpers.config import load_config
+    from trainers.trainer import Trainer
+
+    cache = {}
+
+    def get(model_name):
+        if model_name not in cache:
+            root = tmp_path_factory.mktemp(model_name)
+            path = tiny_config(root, corpus, model_name)
+            report = Trainer(load_config(path, log=quiet), log=quiet, verbose=0).train()
+            cache[model_name] = (path, report)
+        return cache[model_name]
+
+    return get
