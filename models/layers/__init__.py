@@ -1,0 +1,15 @@
+"""Shared Keras 3 layers for the text-classification models."""
+
+from models.layers.additive_attention import AdditiveAttentionPooling
+from models.layers.masked_pooling import MaskedGlobalAveragePooling1D
+from models.layers.masked_pooling import MaskedGlobalMaxPooling1D
+from models.layers.positional_encoding import SinusoidalPositionEncoding
+from models.layers.transformer_encoder import TransformerEncoderBlock
+
+__all__ = [
+    "AdditiveAttentionPooling",
+    "MaskedGlobalAveragePooling1D",
+    "MaskedGlobalMaxPooling1D",
+    "SinusoidalPositionEncoding",
+    "TransformerEncoderBlock",
+]

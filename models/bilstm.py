@@ -1,0 +1,26 @@
+"""BiLSTM: stacked bidirectional LSTMs (hidden_sizes), padding masked, last states to a dense layer."""
+
+from __future__ import annotations
+
+import keras
+
+from models.common import classifier_head, dropout_rate, embed, ids_input, padding_mask
+
+
+def bilstm_stack(x, mask, cfg, last_returns_sequences: bool):
+    """The stacked BiLSTM both LSTM models share; padded steps are skipped via the mask."""
+    x = keras.layers.Dropout(dropout_rate(cfg), name="embedding_dropout")(x)
+    n = len(cfg.hidden_sizes)
+    for i, units in enumerate(cfg.hidden_sizes):
+        seq = last_returns_sequences or i < n - 1
+        lstm = keras.layers.LSTM(units, return_sequences=seq, name=f"lstm_{i}")
+        x = keras.layers.Bidirectional(lstm, name=f"bilstm_{i}")(x, mask=mask)
+    return x
+
+
+def build(cfg, vocab_size: int, num_outputs: int) -> keras.Model:
+    """BiLSTM from a config (keys embedding_size, hidden_sizes, keep_prob, l2_reg_lambda)."""
+    ids = ids_input()
+    mask = padding_mask(ids)
+    x = bilstm_stack(embed(ids, cfg, vocab_size), mask, cfg, last_returns_sequences=False)
+    return keras.Model(ids, classifier_head(x, cfg, num_outputs), name="bilstm")

@@ -1,0 +1,42 @@
+"""Pieces every model shares: the id input, the padding mask, the embedding and the output head."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def ids_input() -> keras.KerasTensor:
+    """Token ids [batch, seq]; any sequence length, 0 = padding."""
+    return keras.Input(shape=(None,), dtype="int32", name="ids")
+
+
+def padding_mask(ids):
+    """True at real tokens."""
+    return ops.not_equal(ids, 0)
+
+
+def embed(ids, cfg, vocab_size: int):
+    """Token embedding (named ``embedding`` so pretrained vectors can be loaded into it)."""
+    return keras.layers.Embedding(vocab_size, cfg.embedding_size, name="embedding")(ids)
+
+
+def dropout_rate(cfg) -> float:
+    return 1.0 - cfg.keep_prob
+
+
+def classifier_head(x, cfg, num_outputs: int):
+    """Dropout, then a dense layer: sigmoid for one output (binary), softmax otherwise.
+
+    The output layer's kernel and bias carry the L2 penalty ``l2_reg_lambda``.
+    """
+    x = keras.layers.Dropout(dropout_rate(cfg), name="head_dropout")(x)
+    reg = keras.regularizers.L2(cfg.l2_reg_lambda) if cfg.l2_reg_lambda > 0 else None
+    return keras.layers.Dense(
+        num_outputs,
+        activation="sigmoid" if num_outputs == 1 else "softmax",
+        kernel_regularizer=reg,
+        bias_regularizer=reg,
+        dtype="float32",
+        name="probabilities",
+    )(x)

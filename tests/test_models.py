@@ -1,0 +1,57 @@
+"""Every model: output shape and activation, and exact invariance to extra padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_helpers.config import validate
+from models import MODELS, build_model
+
+BASE = {"train_data": "x", "eval_data": "y", "embedding_size": 16, "num_filters": 8, "filter_sizes": [2, 3, 5],
+        "hidden_sizes": [8, 6], "filters": 16, "num_heads": 2, "num_blocks": 2, "keep_prob": 0.5}
+
+
+def cfg(name, **kw):
+    return validate({**BASE, "model_name": name, **kw})
+
+
+def random_ids(rng, lengths, width, vocab=50):
+    x = np.zeros((len(lengths), width), np.int32)
+    for i, n in enumerate(lengths):
+        x[i, :n] = rng.integers(2, vocab, n)
+    return x
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_extra_padding_never_changes_the_output(name):
+    model = build_model(cfg(name), vocab_size=50, num_outputs=3)
+    rng = np.random.default_rng(0)
+    lengths = [1, 2, 4, 7, 12]  # some shorter than the widest filter
+    short = random_ids(rng, lengths, 12)
+    long = np.pad(short, ((0, 0), (0, 20)))
+    a = model(short, training=False).numpy()
+    b = model(long, training=False).numpy()
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_all_padding_row_gives_finite_probabilities(name):
+    model = build_model(cfg(name), vocab_size=50, num_outputs=3)
+    out = model(np.zeros((2, 6), np.int32), training=False).numpy()
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_binary_model_has_one_sigmoid_output(name):
+    model = build_model(cfg(name), vocab_size=50, num_outputs=1)
+    out = model(random_ids(np.random.default_rng(1), [3, 5], 8), training=False).numpy()
+    assert out.shape == (2, 1) and ((out > 0) & (out < 1)).all()
+    assert model.get_layer("probabilities").activation.__name__ == "sigmoid"
+
+
+def test_l2_applies_to_the_output_layer():
+    plain = build_model(cfg("textcnn"), 50, 3)
+    reg = build_model(cfg("textcnn", l2_reg_lambda=0.1), 50, 3)
+    assert not plain.losses and len(reg.losses) == 2
