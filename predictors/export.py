@@ -1,0 +1,113 @@
+"""SavedModel export in TensorFlow Serving's layout: ``<pb_model_path>/<version>/``.
+
+Signatures:
+- ``serving_default``: ``text`` (string [None]) -> ``label`` (string [None]) and
+  ``probabilities`` (float [None, n_labels], in the order of ``assets/labels.txt``).
+  Tokenizing runs in the graph with stock TensorFlow ops: raw text for ``char`` models,
+  jieba-segmented (space-separated) text for ``word`` and ``whitespace`` models.
+- ``predict_ids``: ``ids`` (int32 [None, None], 0 = padding) -> the same two outputs.
+
+Assets: ``vocab.txt`` (line = id), ``labels.txt``, ``vocab.json`` (tokenizer settings,
+fingerprint) and the jieba user dictionary when there is one. Each version is written to a
+hidden temporary folder and renamed, so a reader never sees half an export.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from data_helpers.tokenizer import Tokenizer
+from data_helpers.vocab import TextEncoder, VocabArtifacts
+
+TMP_PREFIX = ".tmp-export-"
+
+
+def export_versions(base_dir: str) -> list[int]:
+    """Integer version folders under base_dir that hold a finished export, oldest first."""
+    if not os.path.isdir(base_dir):
+        return []
+    return sorted(
+        int(d)
+        for d in os.listdir(base_dir)
+        if re.fullmatch(r"\d+", d) and os.path.isfile(os.path.join(base_dir, d, "saved_model.pb"))
+    )
+
+
+def latest_export(base_dir: str) -> str | None:
+    versions = export_versions(base_dir)
+    return os.path.join(base_dir, str(versions[-1])) if versions else None
+
+
+def _probabilities(model, ids, binary: bool):
+    p = model(ids, training=False)
+    if binary:  # one sigmoid output = P(labels[1])
+        p = tf.concat([1.0 - p, p], axis=-1)
+    return tf.cast(p, tf.float32)
+
+
+def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str):
+    """The ExportArchive with both signatures; asset_dir holds vocab.txt, labels.txt, vocab.json."""
+    encoder = TextEncoder(
+        Tokenizer.from_config(artifacts.tokenizer), os.path.join(asset_dir, "vocab.txt"), artifacts.sequence_length
+    )
+    labels = tf.constant(artifacts.labels)
+    binary = artifacts.binary
+
+    def outputs(ids):
+        p = _probabilities(model, ids, binary)
+        return {"label": tf.gather(labels, tf.argmax(p, axis=-1)), "probabilities": p}
+
+    def serve_text(text):
+        return outputs(encoder.ids(text))
+
+    def predict_ids(ids):
+        return outputs(ids)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(encoder)  # its lookup table brings vocab.txt into assets/
+    archive.add_endpoint("serving_default", serve_text, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    archive.add_endpoint("predict_ids", predict_ids, input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")])
+    return archive
+
+
+def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, keep: int = 3, log=print) -> str:
+    """Write the next version under base_dir (atomically) and keep the newest ``keep`` versions."""
+    os.makedirs(base_dir, exist_ok=True)
+    clean_partial_exports(base_dir, log)
+    version = (export_versions(base_dir) or [0])[-1] + 1
+    while os.path.exists(os.path.join(base_dir, str(version))):  # a broken folder of that number
+        version += 1
+    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=base_dir)
+    try:
+        asset_dir = os.path.join(tmp, ".staging-assets")
+        artifacts.save(asset_dir)
+        build_archive(model, artifacts, asset_dir).write_out(os.path.join(tmp, "model"), verbose=False)
+        # The other files travel in assets/ too: for people, the Predictor and serve.py.
+        assets = os.path.join(tmp, "model", "assets")
+        for name in ("labels.txt", "vocab.json"):
+            shutil.copyfile(os.path.join(asset_dir, name), os.path.join(assets, name))
+        if artifacts.tokenizer.get("user_dict"):
+            shutil.copyfile(artifacts.tokenizer["user_dict"], os.path.join(assets, "user_dict.txt"))
+        final = os.path.join(base_dir, str(version))
+        os.rename(os.path.join(tmp, "model"), final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in export_versions(base_dir)[:-keep]:
+        shutil.rmtree(os.path.join(base_dir, str(old)), ignore_errors=True)
+    log(f"exported SavedModel version {version} to {final}")
+    return final
+
+
+def clean_partial_exports(base_dir: str, log=print) -> None:
+    """Remove the temporary folders of exports that a crash interrupted."""
+    for d in os.listdir(base_dir):
+        if d.startswith(TMP_PREFIX):
+            shutil.rmtree(os.path.join(base_dir, d), ignore_errors=True)
+            log(f"{base_dir}: removed {d}, left by an interrupted export")

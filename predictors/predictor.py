@@ -1,0 +1,151 @@
+"""Predictor: labels and probabilities for raw text, from what training exported.
+
+It calls the export's ``serving_default`` signature, the same graph TensorFlow Serving
+runs, so the Predictor, a served model and training all tokenize alike. For ``word``
+models it first segments with jieba, using the settings (and user dictionary) carried in
+the export's assets.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from data_helpers.config import load_config
+from data_helpers.io_utils import read_json
+from data_helpers.tokenizer import Tokenizer
+from data_helpers.vocab import StaleVocabError
+from predictors.export import latest_export
+
+_BATCH = 512
+
+
+class Predictor:
+    """Classify raw text with a trained model.
+
+    Args:
+        config_path: the training config; the newest export under its ``pb_model_path`` is
+            loaded, after checking that it was trained with the tokenizer settings the
+            config asks for (otherwise :class:`StaleVocabError`: retrain).
+        overrides: ``key=value`` items, as ``train.py --set``.
+
+    Example:
+        >>> p = Predictor("config/textcnn_config.json")
+        >>> p.predict("这家店的菜很好吃，服务也很周到")
+        'pos'
+        >>> p.predict_proba("质量太差了")
+        {'neg': 0.93, 'pos': 0.07}
+    """
+
+    def __init__(self, config_path: str, overrides=()):
+        cfg = load_config(config_path, overrides, check_files=False)
+        export_dir = latest_export(cfg.pb_model_path)
+        if export_dir is None:
+            raise FileNotFoundError(
+                f"no exported model under {cfg.pb_model_path}: train first with "
+                f"`python train.py --config_path={config_path}`"
+            )
+        self._load(export_dir)
+        self._check_matches(cfg, config_path)
+
+    @classmethod
+    def from_saved_model(cls, export_dir: str) -> "Predictor":
+        """Load one export folder (``pb_model_path/<version>``) on its own, no config needed."""
+        self = cls.__new__(cls)
+        if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+            raise FileNotFoundError(f"{export_dir}: no saved_model.pb (expected an export folder pb_model_path/<version>)")
+        self._load(export_dir)
+        return self
+
+    def _load(self, export_dir: str) -> None:
+        self.export_dir = export_dir
+        assets = os.path.join(export_dir, "assets")
+        meta = read_json(os.path.join(assets, "vocab.json"))
+        self.meta = {k: v for k, v in meta.items() if k != "tokens"}
+        tok = dict(meta["tokenizer"])
+        if tok.get("user_dict"):
+            tok["user_dict"] = os.path.join(assets, "user_dict.txt")
+        self.tokenizer = Tokenizer.from_config(tok)
+        self.classes_ = list(meta["labels"])
+        self._model = tf.saved_model.load(export_dir)
+        self._serve = self._model.signatures["serving_default"]
+
+    def _check_matches(self, cfg, config_path: str) -> None:
+        """The stale-vocab guard: the config must still describe the exported model."""
+        expected = Tokenizer.from_run_config(cfg).get_config()
+        saved = self.meta["tokenizer"]
+        diffs = [k for k in expected if k not in ("user_dict",) and expected[k] != saved.get(k)]
+        if cfg.sequence_length != self.meta["sequence_length"]:
+            diffs.append("sequence_length")
+        for key in ("min_count", "vocab_size"):
+            if self.meta["settings"].get(key) != getattr(cfg, key):
+                diffs.append(key)
+        if diffs:
+            raise StaleVocabError(
+                f"{self.export_dir} was trained with other settings than {config_path} now has "
+                f"({', '.join(diffs)} differ): retrain with `python train.py --config_path={config_path}`"
+            )
+
+    # ---- inputs ------------------------------------------------------------------
+    @staticmethod
+    def _as_list(texts) -> tuple[list[str], bool]:
+        if isinstance(texts, str):
+            return [texts], True
+        if texts is None or isinstance(texts, (bytes, bytearray)) or not hasattr(texts, "__iter__"):
+            raise TypeError(f"expected a str or a list of str, got {type(texts).__name__}")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+        return texts, False
+
+    def _probabilities(self, texts: list[str]) -> tuple[np.ndarray, list[str]]:
+        n = len(self.classes_)
+        probs, labels = [np.zeros((0, n), np.float32)], []
+        for i in range(0, len(texts), _BATCH):
+            chunk = self.tokenizer.segment(texts[i : i + _BATCH])
+            # Lone surrogates cannot be UTF-8 encoded; they become '?'.
+            data = [t.encode("utf-8", "replace") for t in chunk]
+            out = self._serve(text=tf.constant(data, tf.string))
+            probs.append(out["probabilities"].numpy())
+            labels += [b.decode("utf-8") for b in out["label"].numpy()]
+        return np.concatenate(probs), labels
+
+    # ---- scikit-learn style API ----------------------------------------------------
+    def predict(self, texts):
+        """One text -> its label; a list of texts -> a list of labels."""
+        items, single = self._as_list(texts)
+        labels = self._probabilities(items)[1]
+        return labels[0] if single else labels
+
+    def predict_proba(self, texts):
+        """One text -> {label: probability}; a list -> a list of such dicts."""
+        items, single = self._as_list(texts)
+        probs = self._probabilities(items)[0]
+        dicts = [{c: float(p) for c, p in zip(self.classes_, row)} for row in probs]
+        return dicts[0] if single else dicts
+
+    def predict_proba_array(self, texts) -> np.ndarray:
+        """[n, n_classes] probabilities, columns in the order of ``classes_``."""
+        items, _ = self._as_list(texts)
+        return self._probabilities(items)[0]
+
+    def top_k(self, texts, k: int = 3):
+        """One text -> the k likeliest (label, probability), best first; a list -> a list of those."""
+        items, single = self._as_list(texts)
+        probs = self._probabilities(items)[0]
+        k = max(1, min(int(k), len(self.classes_)))
+        out = []
+        for row in probs:
+            best = np.argsort(-row, kind="stable")[:k]
+            out.append([(self.classes_[j], float(row[j])) for j in best])
+        return out[0] if single else out
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
+
+
+__all__ = ["Predictor", "StaleVocabError"]

@@ -1,0 +1,93 @@
+"""The SavedModel export: layout, assets, signatures, versions, and a reload with plain
+TensorFlow in a new process that answers exactly as the Predictor does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_helpers.config import load_config
+from predictors import Predictor
+from predictors.export import export_model, export_versions, latest_export
+from tests.conftest import quiet
+
+ODD_TEXTS = ["", "   ", "很好" * 5000, "😀😀👍", "This is great, 推荐!", "龘靐齉", "\u3000好\t评\n"]
+
+
+def test_layout_assets_and_signatures(trained):
+    path, _ = trained("textcnn")
+    cfg = load_config(path, log=quiet)
+    export = latest_export(cfg.pb_model_path)
+    assert os.path.basename(export) == "1"
+    assets = sorted(os.listdir(os.path.join(export, "assets")))
+    assert assets == ["labels.txt", "vocab.json", "vocab.txt"]
+    meta = json.load(open(os.path.join(export, "assets", "vocab.json"), encoding="utf-8"))
+    assert meta["labels"] == ["中性", "好评", "差评"] and meta["tokenizer"]["mode"] == "char"
+    shown = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", export, "--all"],
+        capture_output=True, text=True,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for needle in ("signature_def['serving_default']", "signature_def['predict_ids']", "outputs['probabilities']", "outputs['label']"):
+        assert needle in shown.stdout
+
+
+PLAIN_TF = r"""
+import json, sys
+import tensorflow as tf
+m = tf.saved_model.load(sys.argv[1])
+texts = json.loads(sys.stdin.read())
+out = m.signatures["serving_default"](text=tf.constant(texts))
+ids = m.signatures["predict_ids"](ids=tf.constant([[2, 3, 0, 0]], tf.int32))
+print(json.dumps({"labels": [b.decode() for b in out["label"].numpy()],
+                  "probs": out["probabilities"].numpy().tolist(),
+                  "ids_probs": ids["probabilities"].numpy().tolist(),
+                  "modules": sorted(k for k in sys.modules if k.split(".")[0] in ("data_helpers", "models", "predictors", "trainers"))}))
+"""
+
+
+@pytest.mark.parametrize("name", ["textcnn", "transformer"])
+def test_plain_tensorflow_in_a_new_process_matches_predictor(trained, tmp_path, name):
+    path, _ = trained(name)
+    p = Predictor(path)
+    texts = ODD_TEXTS + ["这家店的服务很好", "物流很差，很失望", "一般般吧"]
+    script = tmp_path / "plain.py"
+    script.write_text(PLAIN_TF)
+    r = subprocess.run([sys.executable, str(script), p.export_dir], input=json.dumps(texts), capture_output=True,
+                       text=True, cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": ""})
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["modules"] == []  # no project code was needed
+    assert got["labels"] == p.predict(texts)
+    np.testing.assert_allclose(np.array(got["probs"]), p.predict_proba_array(texts), atol=1e-5)
+    assert np.array(got["ids_probs"]).shape == (1, 3)
+
+
+def test_versions_count_up_and_old_ones_are_pruned(trained, tmp_path):
+    from data_helpers.vocab import VocabArtifacts
+
+    path, _ = trained("textcnn")
+    cfg = load_config(path, log=quiet)
+    model = _model_from(cfg)
+    art = VocabArtifacts.load(cfg.output_path)
+    base = str(tmp_path / "pb")
+    os.makedirs(os.path.join(base, ".tmp-export-crashed"))
+    for _ in range(4):
+        export_model(model, art, base, keep=2, log=quiet)
+    assert export_versions(base) == [3, 4]
+    assert sorted(os.listdir(base)) == ["3", "4"]  # the crashed export's leftovers are gone
+
+
+def _model_from(cfg):
+    from data_helpers.vocab import VocabArtifacts
+    from models import build_model
+
+    art = VocabArtifacts.load(cfg.output_path)
+    model = build_model(cfg, len(art.tokens), len(art.labels))
+    model.load_weights(os.path.join(cfg.ckpt_model_path, "best.weights.h5"))
+    return model

@@ -1,0 +1,44 @@
+"""Train, evaluate and export a text classifier from a JSON (or YAML) config.
+
+    python train.py --config_path=config/textcnn_config.json [--set epochs=1 --set batch_size=64]
+
+Bad input (config, data) is reported in one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config_path", required=True, help="JSON or YAML config (see config/)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value parsed as JSON)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+
+    from data_helpers.config import ConfigError, load_config
+    from data_helpers.reader import DataError
+
+    try:
+        cfg = load_config(args.config_path, args.set)
+        from data_helpers.dataset import load_examples
+
+        examples = load_examples(cfg)  # bad data is reported before TensorFlow loads
+        from trainers.trainer import Trainer
+
+        Trainer(cfg).train(examples)
+    except (ConfigError, DataError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""The one trainer every model uses: ``model.fit`` with callbacks, inside a tf.distribute scope.
+
+config -> data (data_helpers.dataset) -> model (models) -> fit (evaluation every eval_every
+steps, checkpoints every checkpoint_every steps, the best weights by eval macro-F1,
+TensorBoard) -> report of the best model -> SavedModel export (predictors.export).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+from data_helpers.dataset import LoadedExamples, PreparedData, prepare_data
+from data_helpers.io_utils import atomic_write_json
+from data_helpers.word_vectors import load_word_vectors
+from models import build_model
+from predictors.export import export_model
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+def set_seed(seed: int) -> None:
+    """Same config, same CPU -> same weights, same data order, same metrics."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _inference_fn(model: keras.Model):
+    fn = getattr(model, "_textcls_infer", None)
+    if fn is None:
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, None], tf.int32)])
+        model._textcls_infer = fn
+    return fn
+
+
+def predict_probabilities(model: keras.Model, x: np.ndarray, binary: bool, batch_size: int = 256) -> np.ndarray:
+    """[n, n_labels] probabilities (a binary model's one sigmoid output becomes two columns).
+
+    Texts go in length order, each batch cut to its longest text: the models ignore
+    padding, so this only saves time.
+    """
+    fn = _inference_fn(model)
+    lengths = (x != 0).sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    out = np.zeros((len(x), 1 if binary else 0), np.float32) if len(x) == 0 else None
+    parts = []
+    for i in range(0, len(x), batch_size):
+        idx = order[i : i + batch_size]
+        width = max(1, int(lengths[idx].max()))
+        parts.append((idx, fn(tf.constant(x[idx, :width])).numpy()))
+    if parts:
+        out = np.zeros((len(x), parts[0][1].shape[1]), np.float32)
+        for idx, p in parts:
+            out[idx] = p
+    return np.concatenate([1.0 - out, out], axis=1) if binary else out
+
+
+def bucket_boundaries(sequence_length: int) -> list[int]:
+    """Length buckets for training batches: 8, 12, 18, 27, ... below sequence_length."""
+    out, b = [], 8
+    while b < sequence_length:
+        out.append(b)
+        b = int(b * 1.5)
+    return out
+
+
+def eval_metrics(probs: np.ndarray, y: np.ndarray) -> dict:
+    pred = probs.argmax(axis=1)
+    p_true = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
+    return {
+        "loss": float(-np.log(p_true).mean()),
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, average="macro", labels=np.arange(probs.shape[1]), zero_division=0)),
+    }
+
+
+def evaluation_report(probs: np.ndarray, y: np.ndarray, labels: list[str]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1 by class name, confusion matrix."""
+    pred = probs.argmax(axis=1)
+    ids = list(range(len(labels)))
+    per_class = classification_report(y, pred, labels=ids, target_names=labels, output_dict=True, zero_division=0)
+    return {
+        **eval_metrics(probs, y),
+        "examples": int(len(y)),
+        "per_class": {name: per_class[name] for name in labels},
+        "confusion_matrix": {"labels": labels, "rows_true_cols_predicted": confusion_matrix(y, pred, labels=ids).tolist()},
+        "table": classification_report(y, pred, labels=ids, target_names=labels, digits=4, zero_division=0),
+    }
+
+
+class EvalAndCheckpoint(keras.callbacks.Callback):
+    """Every eval_every steps (and at each epoch's end): loss, accuracy and macro-F1 on the
+    eval data, the best weights by macro-F1 saved apart. Every checkpoint_every steps: a
+    checkpoint (model and optimizer) through a CheckpointManager that keeps the last few."""
+
+    def __init__(self, data: PreparedData, cfg, manager: tf.train.CheckpointManager, best_path: str, log=print):
+        super().__init__()
+        self.data, self.cfg, self.manager, self.best_path, self.log = data, cfg, manager, best_path, log
+        self.best = {"macro_f1": -1.0, "step": 0}
+        self.history = []
+        self.writer = tf.summary.create_file_writer(os.path.join(cfg.output_path, "logs", "eval"))
+        self._last_eval_step = -1
+
+    def _step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        if step % self.cfg.eval_every == 0:
+            self.evaluate(step)
+        if step % self.cfg.checkpoint_every == 0:
+            self.manager.save(checkpoint_number=step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.evaluate(self._step())
+
+    def evaluate(self, step: int) -> None:
+        if step == self._last_eval_step:
+            return
+        self._last_eval_step = step
+        probs = predict_probabilities(self.model, self.data.x_eval, self.data.artifacts.binary)
+        m = eval_metrics(probs, self.data.y_eval)
+        better = m["macro_f1"] > self.best["macro_f1"]
+        if better:
+            self.best = {**m, "step": step}
+            tmp = os.path.join(os.path.dirname(self.best_path), ".best.tmp.weights.h5")
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.best_path)
+        self.history.append({"step": step, **m})
+        with self.writer.as_default(step=step):
+            for k, v in m.items():
+                tf.summary.scalar(k, v)
+        self.log(
+            f"\nstep {step}: eval loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}"
+            + ("  (best so far)" if better else "")
+        )
+
+
+class Trainer:
+    """Trains, evaluates and exports the model a config describes.
+
+    Example:
+        >>> from data_helpers.config import load_config
+        >>> report = Trainer(load_config("config/textcnn_config.json")).train()
+        >>> report["accuracy"]
+    """
+
+    def __init__(self, cfg, log=print, verbose: int | None = None):
+        self.cfg = cfg
+        self.log = log
+        self.verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
+
+    def _build(self, data: PreparedData):
+        cfg = self.cfg
+        num_outputs = 1 if data.artifacts.binary else len(data.artifacts.labels)
+        model = build_model(cfg, len(data.artifacts.tokens), num_outputs)
+        if cfg.word_vectors_path:
+            rows, vecs = load_word_vectors(cfg.word_vectors_path, data.artifacts.tokens, cfg.embedding_size)
+            emb = model.get_layer("embedding").embeddings
+            table = keras.ops.convert_to_numpy(emb)
+            table[rows] = vecs
+            emb.assign(table)
+            self.log(
+                f"word vectors: {len(rows)} of {len(data.artifacts.tokens) - 2} vocabulary tokens "
+                f"initialised from {cfg.word_vectors_path}"
+            )
+        optimizer = OPTIMIZERS[cfg.optimization](learning_rate=cfg.learning_rate, global_clipnorm=cfg.max_grad_norm)
+        if num_outputs == 1:
+            loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
+            metrics = [keras.metrics.BinaryAccuracy(name="accuracy")]
+        else:
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        return model
+
+    def _dataset(self, data: PreparedData) -> tf.data.Dataset:
+        cfg = self.cfg
+        if data.artifacts.binary:
+            y = data.y_train.astype(np.float32)[:, None]
+        else:
+            y = np.eye(len(data.artifacts.labels), dtype=np.float32)[data.y_train]
+        lengths = (data.x_train != 0).sum(axis=1).astype(np.int32)
+        ds = tf.data.Dataset.from_tensor_slices((data.x_train, y, lengths))
+        # An endless stream cut into epochs of a fixed number of steps (fit's steps_per_epoch):
+        # bucketing makes the batch count vary a little from pass to pass.
+        ds = ds.shuffle(len(y), seed=cfg.seed, reshuffle_each_iteration=True).repeat()
+        # Batches of texts of similar length, each cut to its longest text: the models
+        # ignore padding, so this changes nothing but the time a step takes.
+        boundaries = bucket_boundaries(cfg.sequence_length)
+        ds = ds.bucket_by_sequence_length(
+            lambda x, y, n: n, boundaries, [cfg.batch_size] * (len(boundaries) + 1), no_padding=True
+        )
+        ds = ds.map(lambda x, y, n: (x[:, : tf.maximum(1, tf.reduce_max(n))], y))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def train(self, examples: LoadedExamples | None = None) -> dict:
+        """Train, evaluate and export; ``examples`` from :func:`load_examples` if already read."""
+        cfg, log = self.cfg, self.log
+        set_seed(cfg.seed)
+        t0 = time.time()
+        data = prepare_data(cfg, examples, log=log)
+        log(f"data: {len(data.y_train)} training and {len(data.y_eval)} eval examples ({time.time() - t0:.1f} s)")
+
+        strategy = tf.distribute.get_strategy()
+        with strategy.scope():
+            model = self._build(data)
+        os.makedirs(cfg.ckpt_model_path, exist_ok=True)
+        ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        manager = tf.train.CheckpointManager(ckpt, cfg.ckpt_model_path, max_to_keep=cfg.max_checkpoints)
+        best_path = os.path.join(cfg.ckpt_model_path, "best.weights.h5")
+        evaluator = EvalAndCheckpoint(data, cfg, manager, best_path, log)
+        callbacks = [
+            evaluator,
+            keras.callbacks.TensorBoard(os.path.join(cfg.output_path, "logs"), write_graph=False, update_freq=cfg.eval_every),
+        ]
+        steps = math.ceil(len(data.y_train) / cfg.batch_size)
+        log(f"training {cfg.model_name}: {model.count_params():,} parameters, {cfg.epochs} epochs x {steps} steps")
+        t1 = time.time()
+        model.fit(
+            self._dataset(data), epochs=cfg.epochs, steps_per_epoch=steps, shuffle=False, callbacks=callbacks, verbose=self.verbose
+        )
+        train_seconds = time.time() - t1
+        manager.save(checkpoint_number=evaluator._step())
+
+        model.load_weights(best_path)
+        report = evaluation_report(predict_probabilities(model, data.x_eval, data.artifacts.binary), data.y_eval, data.artifacts.labels)
+        export_dir = export_model(model, data.artifacts, cfg.pb_model_path, keep=cfg.keep_exports, log=log)
+        table = report.pop("table")
+        report = {
+            "model_name": cfg.model_name,
+            "config": cfg.source,
+            "eval_data": cfg.eval_data,
+            "best_step": evaluator.best["step"],
+            "train_seconds": round(train_seconds, 1),
+            "train_examples_per_second": round(cfg.epochs * len(data.y_train) / train_seconds, 1),
+            "export": export_dir,
+            **report,
+            "history": evaluator.history,
+        }
+        atomic_write_json(os.path.join(cfg.output_path, "report.json"), report)
+        log(f"\nbest model (step {report['best_step']}) on {cfg.eval_data}:\n{table}")
+        log(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  report: {cfg.output_path}/report.json")
+        return report
