@@ -73,6 +73,8 @@ SCHEMA: dict[str, Key] = {
     "batch_size": Key("int", 64, "Examples per step.", _pos, "must be >= 1"),
     "learning_rate": Key("float", 1e-3, "Optimizer learning rate.", _pos, "must be > 0"),
     "optimization": Key("str", "adam", "Optimizer.", choices=OPTIMIZERS),
+    "lr_schedule": Key("str", "constant", "Learning-rate schedule: `constant`, or `cosine` decay to 0 over all training steps (after warmup_steps of linear warmup).", choices=("constant", "cosine")),
+    "warmup_steps": Key("int", 0, "Linear warmup steps for lr_schedule `cosine`.", _nonneg, "must be >= 0"),
     "max_grad_norm": Key("float", 5.0, "Clip gradients to this global norm; null: no clipping.", _pos, "must be > 0", nullable=True),
     "label_smoothing": Key("float", 0.0, "Label smoothing of the training loss.", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "eval_every": Key("int", 100, "Evaluate on eval_data every this many steps (and at each epoch end).", _pos, "must be >= 1"),

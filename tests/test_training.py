@@ -48,7 +48,7 @@ def test_binary_word_model_with_word_vectors(tmp_path, corpus):
     evals = tmp_path / "eval.txt"
     evals.write_text("\n".join(lines[:30]) + "\n", encoding="utf-8")
     vectors = tmp_path / "vec.txt"
-    vectors.write_text("3 4\n很好 1 0 0 0\n失望 0 1 0 0\n不在词表 0 0 1 0\n", encoding="utf-8")
+    vectors.write_text("3 4\n满意 1 0 0 0\n失望 0 1 0 0\n不在词表 0 0 1 0\n", encoding="utf-8")
     logs = []
     path = tiny_config(tmp_path, corpus, "textcnn", tokenizer="word", embedding_size=4, num_classes=1, epochs=1,
                        train_data=str(train), eval_data=str(evals), word_vectors_path=str(vectors))

@@ -162,7 +162,19 @@ class Trainer:
         self.log = log
         self.verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
 
-    def _build(self, data: PreparedData):
+    def _learning_rate(self, total_steps: int):
+        cfg = self.cfg
+        if cfg.lr_schedule == "constant":
+            return cfg.learning_rate
+        warmup = min(cfg.warmup_steps, total_steps - 1)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else cfg.learning_rate,
+            decay_steps=max(1, total_steps - warmup),
+            warmup_target=cfg.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+
+    def _build(self, data: PreparedData, total_steps: int):
         cfg = self.cfg
         num_outputs = 1 if data.artifacts.binary else len(data.artifacts.labels)
         model = build_model(cfg, len(data.artifacts.tokens), num_outputs)
@@ -176,7 +188,9 @@ class Trainer:
                 f"word vectors: {len(rows)} of {len(data.artifacts.tokens) - 2} vocabulary tokens "
                 f"initialised from {cfg.word_vectors_path}"
             )
-        optimizer = OPTIMIZERS[cfg.optimization](learning_rate=cfg.learning_rate, global_clipnorm=cfg.max_grad_norm)
+        optimizer = OPTIMIZERS[cfg.optimization](
+            learning_rate=self._learning_rate(total_steps), global_clipnorm=cfg.max_grad_norm
+        )
         if num_outputs == 1:
             loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
             metrics = [keras.metrics.BinaryAccuracy(name="accuracy")]
@@ -214,9 +228,10 @@ class Trainer:
         data = prepare_data(cfg, examples, log=log)
         log(f"data: {len(data.y_train)} training and {len(data.y_eval)} eval examples ({time.time() - t0:.1f} s)")
 
+        steps = math.ceil(len(data.y_train) / cfg.batch_size)
         strategy = tf.distribute.get_strategy()
         with strategy.scope():
-            model = self._build(data)
+            model = self._build(data, steps * cfg.epochs)
         os.makedirs(cfg.ckpt_model_path, exist_ok=True)
         ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
         manager = tf.train.CheckpointManager(ckpt, cfg.ckpt_model_path, max_to_keep=cfg.max_checkpoints)
@@ -226,7 +241,6 @@ class Trainer:
             evaluator,
             keras.callbacks.TensorBoard(os.path.join(cfg.output_path, "logs"), write_graph=False, update_freq=cfg.eval_every),
         ]
-        steps = math.ceil(len(data.y_train) / cfg.batch_size)
         log(f"training {cfg.model_name}: {model.count_params():,} parameters, {cfg.epochs} epochs x {steps} steps")
         t1 = time.time()
         model.fit(
