@@ -5,16 +5,20 @@ from __future__ import annotations
 import keras
 
 from models.common import classifier_head, dropout_rate, embed, ids_input, padding_mask
+from models.layers import FusedBidirectionalLSTM
 
 
 def bilstm_stack(x, mask, cfg, last_returns_sequences: bool):
-    """The stacked BiLSTM both LSTM models share; padded steps are skipped via the mask."""
+    """The stacked BiLSTM both LSTM models share; padded steps are skipped via the mask.
+
+    Each layer is the same function as ``Bidirectional(LSTM(units))`` with a mask, on
+    TensorFlow's fused LSTM kernel (see FusedBidirectionalLSTM): several times faster on a CPU.
+    """
     x = keras.layers.Dropout(dropout_rate(cfg), name="embedding_dropout")(x)
     n = len(cfg.hidden_sizes)
     for i, units in enumerate(cfg.hidden_sizes):
         seq = last_returns_sequences or i < n - 1
-        lstm = keras.layers.LSTM(units, return_sequences=seq, name=f"lstm_{i}")
-        x = keras.layers.Bidirectional(lstm, name=f"bilstm_{i}")(x, mask=mask)
+        x = FusedBidirectionalLSTM(units, return_sequences=seq, name=f"bilstm_{i}")(x, mask=mask)
     return x
 
 

@@ -54,16 +54,11 @@ def predict_probabilities(model: keras.Model, x: np.ndarray, binary: bool, batch
     fn = _inference_fn(model)
     lengths = (x != 0).sum(axis=1)
     order = np.argsort(lengths, kind="stable")
-    out = np.zeros((len(x), 1 if binary else 0), np.float32) if len(x) == 0 else None
-    parts = []
+    width_out = 1 if binary else model.output_shape[-1]
+    out = np.zeros((len(x), width_out), np.float32)
     for i in range(0, len(x), batch_size):
         idx = order[i : i + batch_size]
-        width = max(1, int(lengths[idx].max()))
-        parts.append((idx, fn(tf.constant(x[idx, :width])).numpy()))
-    if parts:
-        out = np.zeros((len(x), parts[0][1].shape[1]), np.float32)
-        for idx, p in parts:
-            out[idx] = p
+        out[idx] = fn(tf.constant(x[idx, : max(1, int(lengths[idx].max()))])).numpy()
     return np.concatenate([1.0 - out, out], axis=1) if binary else out
 
 
@@ -113,18 +108,18 @@ class EvalAndCheckpoint(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(os.path.join(cfg.output_path, "logs", "eval"))
         self._last_eval_step = -1
 
-    def _step(self) -> int:
+    def step(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self._step()
+        step = self.step()
         if step % self.cfg.eval_every == 0:
             self.evaluate(step)
         if step % self.cfg.checkpoint_every == 0:
             self.manager.save(checkpoint_number=step)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.evaluate(self._step())
+        self.evaluate(self.step())
 
     def evaluate(self, step: int) -> None:
         if step == self._last_eval_step:
@@ -247,7 +242,7 @@ class Trainer:
             self._dataset(data), epochs=cfg.epochs, steps_per_epoch=steps, shuffle=False, callbacks=callbacks, verbose=self.verbose
         )
         train_seconds = time.time() - t1
-        manager.save(checkpoint_number=evaluator._step())
+        manager.save(checkpoint_number=evaluator.step())
 
         model.load_weights(best_path)
         report = evaluation_report(predict_probabilities(model, data.x_eval, data.artifacts.binary), data.y_eval, data.artifacts.labels)

@@ -1,6 +1,7 @@
 """Shared Keras 3 layers for the text-classification models."""
 
 from models.layers.additive_attention import AdditiveAttentionPooling
+from models.layers.bidirectional_lstm import FusedBidirectionalLSTM
 from models.layers.masked_pooling import MaskedGlobalAveragePooling1D
 from models.layers.masked_pooling import MaskedGlobalMaxPooling1D
 from models.layers.positional_encoding import SinusoidalPositionEncoding
@@ -8,6 +9,7 @@ from models.layers.transformer_encoder import TransformerEncoderBlock
 
 __all__ = [
     "AdditiveAttentionPooling",
+    "FusedBidirectionalLSTM",
     "MaskedGlobalAveragePooling1D",
     "MaskedGlobalMaxPooling1D",
     "SinusoidalPositionEncoding",
