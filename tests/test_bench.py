@@ -1,0 +1,57 @@
+"""Smoke runs of the benchmark harnesses, so they cannot rot (the full runs stay out of CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from tests.conftest import make_lines
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(REPO, "..", "shared", "data", "thucnews")
+TINY = ["--set=embedding_size=16", "--set=num_filters=8", "--set=hidden_sizes=[8]", "--set=filters=16",
+        "--set=num_heads=2", "--set=num_blocks=1", "--set=epochs=1", "--set=batch_size=32", "--set=warmup_steps=0"]
+
+
+@pytest.fixture(scope="module")
+def thucnews_like(tmp_path_factory):
+    """THUCNews' layout and format (integer label ids, class.txt) with synthetic lines."""
+    d = tmp_path_factory.mktemp("thuc")
+    names = ["好评", "差评", "中性"]
+    for split, n, seed in (("train", 150, 1), ("dev", 60, 2), ("test", 60, 3)):
+        lines = [f"{t}\t{names.index(l)}" for t, l in (x.split("\t") for x in make_lines(n, seed))]
+        (d / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (d / "class.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    return d
+
+
+def test_thucnews_harness_smoke(thucnews_like, tmp_path):
+    sys.path.insert(0, REPO)
+    from bench import thucnews
+
+    results = tmp_path / "thucnews.json"
+    out = thucnews.main(["--data", str(thucnews_like), "--inline", "--out", str(tmp_path / "run"),
+                         "--results", str(results), "--no-benchmarks-md", *TINY])
+    saved = json.loads(results.read_text(encoding="utf-8"))
+    assert saved["models"].keys() == set(thucnews.MODELS)
+    for r in saved["models"].values():
+        assert 0 <= r["test_accuracy"] <= 1 and r["predictor_single"]["p50_ms"] > 0
+        assert r["savedmodel_batch_sentences_per_second"] > 0 and r["peak_rss_mb"] > 0
+    assert set(saved["baselines"]) == {"tfidf_char_1_3_linearsvc", "tfidf_word_1_2_linearsvc"}
+    section = thucnews.benchmarks_section(out)
+    assert section.startswith("## THUCNews") and "| textcnn | char |" in section
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data/thucnews is absent")
+def test_thucnews_configs_read_the_shared_data():
+    from data_helpers.config import load_config
+    from data_helpers.reader import read_class_names
+
+    for name in ("textcnn", "bilstm", "bilstm_atten", "transformer"):
+        cfg = load_config(os.path.join(REPO, "config", "thucnews", f"{name}.json"), [
+            f"train_data={SHARED}/train.txt", f"eval_data={SHARED}/dev.txt", f"class_names={SHARED}/class.txt"])
+        assert cfg.model_name == name
+    assert read_class_names(os.path.join(SHARED, "class.txt"))[0] == "finance"
