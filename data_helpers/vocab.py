@@ -135,13 +135,24 @@ class TextEncoder(tf.Module):
             default_value=UNK_ID,
         )
 
-    def ids(self, strings: tf.Tensor) -> tf.Tensor:
-        """Stage-2 tokens of already segmented strings [batch] -> ids [batch, sequence_length]."""
+    def ids(self, strings: tf.Tensor, full_width: bool = True) -> tf.Tensor:
+        """Stage-2 tokens of already segmented strings [batch] -> ids [batch, width].
+
+        width is sequence_length, or with ``full_width=False`` the longest text's length
+        (at least 1): the models ignore padding, so serving pads no further than needed
+        and a short sentence costs a short sequence (an LSTM pays per step).
+        """
         tokens = self.tokenizer.split(strings)[:, : self.sequence_length]
         ids = tf.ragged.map_flat_values(self.table.lookup, tokens)
         # A literal "<PAD>" in the text must not read as padding.
         ids = tf.ragged.map_flat_values(lambda v: tf.where(v == PAD_ID, tf.constant(UNK_ID, tf.int64), v), ids)
-        return tf.cast(ids.to_tensor(default_value=PAD_ID, shape=[None, self.sequence_length]), tf.int32)
+        if full_width:
+            dense = ids.to_tensor(default_value=PAD_ID, shape=[None, self.sequence_length])
+        else:
+            width = tf.maximum(tf.cast(tf.reduce_max(ids.row_lengths()), tf.int32), 1)
+            dense = ids.to_tensor(default_value=PAD_ID, shape=[None, None])
+            dense = tf.pad(dense, [[0, 0], [0, width - tf.shape(dense)[1]]])
+        return tf.cast(dense, tf.int32)
 
     def encode(self, texts: list[str], batch_size: int = 8192) -> np.ndarray:
         """Both tokenizer stages for a list of texts -> numpy int32 [len(texts), sequence_length]."""

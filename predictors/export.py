@@ -64,7 +64,7 @@ def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str)
         return {"label": tf.gather(labels, tf.argmax(p, axis=-1)), "probabilities": p}
 
     def serve_text(text):
-        return outputs(encoder.ids(text))
+        return outputs(encoder.ids(text, full_width=False))
 
     def predict_ids(ids):
         return outputs(ids)
