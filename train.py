@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -18,6 +20,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config_path", required=True, help="JSON or YAML config (see config/)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value parsed as JSON)")
+    parser.add_argument("--restart", action="store_true", help="start afresh, deleting checkpoints in ckpt_model_path, instead of resuming")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
 
@@ -29,9 +32,28 @@ def main(argv=None) -> int:
         from data_helpers.dataset import load_examples
 
         examples = load_examples(cfg)  # bad data is reported before TensorFlow loads
-        from trainers.trainer import Trainer
+        from trainers.trainer import ResumeError, Trainer, TrainingInterrupted
 
-        Trainer(cfg).train(examples)
+        stop = threading.Event()
+        received = []
+
+        def on_signal(signum, frame):
+            if stop.is_set():  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            received.append(signum)
+            stop.set()
+            print(f"\n{signal.Signals(signum).name}: stopping after this step and writing a checkpoint ...", file=sys.stderr)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        try:
+            Trainer(cfg, restart=args.restart, stop_event=stop).train(examples)
+        except TrainingInterrupted as e:
+            again = " ".join(["python train.py"] + [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--restart"])
+            print(f"interrupted: {e}: {again}", file=sys.stderr)
+            return 128 + received[0]
+        except ResumeError as e:
+            raise ConfigError(str(e)) from None
     except (ConfigError, DataError) as e:
         if args.debug:
             raise

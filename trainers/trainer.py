@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import time
 
@@ -18,7 +19,8 @@ import tensorflow as tf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from data_helpers.dataset import LoadedExamples, PreparedData, prepare_data
-from data_helpers.io_utils import atomic_write_json
+from data_helpers.io_utils import atomic_write_json, read_json
+from data_helpers.vocab import fingerprint
 from data_helpers.word_vectors import load_word_vectors
 from models import build_model
 from predictors.export import export_model
@@ -100,23 +102,36 @@ class EvalAndCheckpoint(keras.callbacks.Callback):
     eval data, the best weights by macro-F1 saved apart. Every checkpoint_every steps: a
     checkpoint (model and optimizer) through a CheckpointManager that keeps the last few."""
 
-    def __init__(self, data: PreparedData, cfg, manager: tf.train.CheckpointManager, best_path: str, log=print):
+    def __init__(self, data: PreparedData, cfg, run: "RunState", log=print, stop_event=None):
         super().__init__()
-        self.data, self.cfg, self.manager, self.best_path, self.log = data, cfg, manager, best_path, log
-        self.best = {"macro_f1": -1.0, "step": 0}
-        self.history = []
+        self.data, self.cfg, self.run, self.log = data, cfg, run, log
+        self.stop_event = stop_event
+        self.stopped_at = None
         self.writer = tf.summary.create_file_writer(os.path.join(cfg.output_path, "logs", "eval"))
         self._last_eval_step = -1
+
+    @property
+    def best(self) -> dict:
+        return self.run.best
+
+    @property
+    def history(self) -> list:
+        return self.run.history
 
     def step(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step()
+        _fault_point(f"step:{step}")
         if step % self.cfg.eval_every == 0:
             self.evaluate(step)
         if step % self.cfg.checkpoint_every == 0:
-            self.manager.save(checkpoint_number=step)
+            self.run.checkpoint(step)
+        if self.stop_event is not None and self.stop_event.is_set():
+            self.run.checkpoint(step)
+            self.stopped_at = step
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         self.evaluate(self.step())
@@ -129,10 +144,7 @@ class EvalAndCheckpoint(keras.callbacks.Callback):
         m = eval_metrics(probs, self.data.y_eval)
         better = m["macro_f1"] > self.best["macro_f1"]
         if better:
-            self.best = {**m, "step": step}
-            tmp = os.path.join(os.path.dirname(self.best_path), ".best.tmp.weights.h5")
-            self.model.save_weights(tmp)
-            os.replace(tmp, self.best_path)
+            self.run.save_best(self.model, {**m, "step": step})
         self.history.append({"step": step, **m})
         with self.writer.as_default(step=step):
             for k, v in m.items():
@@ -141,6 +153,111 @@ class EvalAndCheckpoint(keras.callbacks.Callback):
             f"\nstep {step}: eval loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}"
             + ("  (best so far)" if better else "")
         )
+
+
+def _fault_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: TEXTCLS_KILL_AT=<name> SIGKILLs the process here."""
+    if os.environ.get("TEXTCLS_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ResumeError(RuntimeError):
+    """ckpt_model_path holds checkpoints that this config cannot resume (one clear line)."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on request (SIGINT/SIGTERM) after writing a checkpoint."""
+
+
+# Keys that do not change what a run computes: changing them between a kill and the resume is fine.
+_RESUME_FREE_KEYS = {"eval_every", "checkpoint_every", "max_checkpoints", "keep_exports", "output_path", "pb_model_path", "ckpt_model_path"}
+
+
+class RunState:
+    """A run's checkpoints and bookkeeping in ckpt_model_path, all crash-safe.
+
+    - ``ckpt-<step>`` (tf.train.CheckpointManager: model, optimizer with its step counter and
+      learning-rate schedule); the manager updates its index file only after a checkpoint is
+      complete, so a kill mid-write leaves the previous one in charge.
+    - ``train_state.json``: which run the checkpoints belong to (a fingerprint of the vocab and
+      every config key that changes the computation), the eval history, whether it completed.
+    - ``best.weights.h5`` + ``best.json``: the best weights by eval macro-F1 and their scores.
+    Every file is written to a temporary name and renamed.
+    """
+
+    def __init__(self, cfg, model, vocab_fingerprint: str, log=print):
+        self.cfg, self.model, self.log = cfg, model, log
+        self.dir = cfg.ckpt_model_path
+        os.makedirs(self.dir, exist_ok=True)
+        settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_FREE_KEYS}
+        self.fingerprint = fingerprint({"vocab": vocab_fingerprint, "config": settings})
+        self.ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        self.manager = tf.train.CheckpointManager(self.ckpt, self.dir, max_to_keep=cfg.max_checkpoints)
+        self.state_path = os.path.join(self.dir, "train_state.json")
+        self.best_path = os.path.join(self.dir, "best.weights.h5")
+        self.best = {"macro_f1": -1.0, "step": 0}
+        self.history: list[dict] = []
+
+    def _clear(self) -> None:
+        for name in os.listdir(self.dir):
+            if name.startswith(("ckpt-", "checkpoint", "best.", ".best.", "train_state.json", ".train_state.json")):
+                os.remove(os.path.join(self.dir, name))
+        self.manager = tf.train.CheckpointManager(self.ckpt, self.dir, max_to_keep=self.cfg.max_checkpoints)
+
+    def start(self, restart: bool = False) -> int:
+        """Resume from the last complete checkpoint (returns its step) or start afresh (0)."""
+        latest = self.manager.latest_checkpoint
+        state = None
+        if os.path.exists(self.state_path):
+            try:
+                state = read_json(self.state_path)
+            except ValueError:
+                state = None
+        if restart:
+            self._clear()
+            self.log(f"{self.dir}: --restart: previous checkpoints removed, starting afresh")
+        elif latest and state and state.get("completed"):
+            self._clear()
+            self.log(f"{self.dir}: the previous run there completed; starting a new one")
+        elif latest:
+            if not state or state.get("run") != self.fingerprint:
+                raise ResumeError(
+                    f"{self.dir} holds checkpoints of a run with other settings or data; "
+                    "use --restart to start afresh (they will be deleted) or point ckpt_model_path elsewhere"
+                )
+            self.model.optimizer.build(self.model.trainable_variables)
+            self.ckpt.restore(latest).assert_existing_objects_matched()
+            step = int(self.model.optimizer.iterations.numpy())
+            self.history = [h for h in state.get("history", []) if h["step"] <= step]
+            best_json = os.path.join(self.dir, "best.json")
+            if os.path.exists(best_json) and os.path.exists(self.best_path):
+                self.best = read_json(best_json)
+            self.log(f"resuming from {latest}: step {step}, best eval macro-F1 so far {self.best['macro_f1']:.4f}")
+            return step
+        elif os.listdir(self.dir):
+            self._clear()  # leftovers without a complete checkpoint
+        self._write_state(completed=False)
+        return 0
+
+    def _write_state(self, completed: bool) -> None:
+        atomic_write_json(self.state_path, {"run": self.fingerprint, "completed": completed, "history": self.history})
+
+    def checkpoint(self, step: int) -> None:
+        if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
+            return
+        self._write_state(completed=False)
+        _fault_point(f"checkpoint:{step}")
+        self.manager.save(checkpoint_number=step)
+
+    def save_best(self, model, metrics: dict) -> None:
+        tmp = os.path.join(self.dir, ".best.tmp.weights.h5")
+        model.save_weights(tmp)
+        os.replace(tmp, self.best_path)
+        atomic_write_json(os.path.join(self.dir, "best.json"), metrics)
+        self.best = metrics
+
+    def complete(self) -> None:
+        self._write_state(completed=True)
 
 
 class Trainer:
@@ -152,10 +269,15 @@ class Trainer:
         >>> report["accuracy"]
     """
 
-    def __init__(self, cfg, log=print, verbose: int | None = None):
+    def __init__(self, cfg, log=print, verbose: int | None = None, restart: bool = False, stop_event=None):
+        """``restart``: ignore and delete checkpoints in ckpt_model_path instead of resuming.
+        ``stop_event`` (a threading.Event): when set, training stops after the current step,
+        writes a checkpoint and raises :class:`TrainingInterrupted`."""
         self.cfg = cfg
         self.log = log
         self.verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
+        self.restart = restart
+        self.stop_event = stop_event
 
     def _learning_rate(self, total_steps: int):
         cfg = self.cfg
@@ -227,26 +349,42 @@ class Trainer:
         strategy = tf.distribute.get_strategy()
         with strategy.scope():
             model = self._build(data, steps * cfg.epochs)
-        os.makedirs(cfg.ckpt_model_path, exist_ok=True)
-        ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-        manager = tf.train.CheckpointManager(ckpt, cfg.ckpt_model_path, max_to_keep=cfg.max_checkpoints)
-        best_path = os.path.join(cfg.ckpt_model_path, "best.weights.h5")
-        evaluator = EvalAndCheckpoint(data, cfg, manager, best_path, log)
+        run = RunState(cfg, model, data.artifacts.fingerprint, log)
+        start = run.start(self.restart)
+        evaluator = EvalAndCheckpoint(data, cfg, run, log, self.stop_event)
+        evaluator.set_model(model)  # also used when a resumed run has no step left to train
         callbacks = [
             evaluator,
             keras.callbacks.TensorBoard(os.path.join(cfg.output_path, "logs"), write_graph=False, update_freq=cfg.eval_every),
         ]
         log(f"training {cfg.model_name}: {model.count_params():,} parameters, {cfg.epochs} epochs x {steps} steps")
         t1 = time.time()
-        model.fit(
-            self._dataset(data), epochs=cfg.epochs, steps_per_epoch=steps, shuffle=False, callbacks=callbacks, verbose=self.verbose
-        )
+        # The batch stream is fixed by the seed, so the step is the position in the data: a
+        # resumed run skips the batches already trained on, finishes the interrupted epoch,
+        # then runs the rest.
+        dataset = self._dataset(data)
+        fit = dict(shuffle=False, callbacks=callbacks, verbose=self.verbose)
+        first = start
+        if first % steps:  # finish the interrupted epoch
+            epoch = first // steps
+            model.fit(dataset.skip(first), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps - first % steps, **fit)
+            first = (epoch + 1) * steps
+        if first // steps < cfg.epochs and evaluator.stopped_at is None:
+            model.fit(dataset.skip(first), initial_epoch=first // steps, epochs=cfg.epochs, steps_per_epoch=steps, **fit)
         train_seconds = time.time() - t1
-        manager.save(checkpoint_number=evaluator.step())
-
+        if evaluator.stopped_at is not None:
+            raise TrainingInterrupted(
+                f"stopped at step {evaluator.stopped_at}; checkpoint saved in {cfg.ckpt_model_path}. "
+                f"Run the same command again to resume"
+            )
+        run.checkpoint(evaluator.step())
+        best_path = run.best_path
+        if not os.path.exists(best_path):  # resumed at the very end: nothing evaluated yet
+            evaluator.evaluate(evaluator.step())
         model.load_weights(best_path)
         report = evaluation_report(predict_probabilities(model, data.x_eval, data.artifacts.binary), data.y_eval, data.artifacts.labels)
         export_dir = export_model(model, data.artifacts, cfg.pb_model_path, keep=cfg.keep_exports, log=log)
+        run.complete()
         table = report.pop("table")
         report = {
             "model_name": cfg.model_name,
@@ -254,7 +392,8 @@ class Trainer:
             "eval_data": cfg.eval_data,
             "best_step": evaluator.best["step"],
             "train_seconds": round(train_seconds, 1),
-            "train_examples_per_second": round(cfg.epochs * len(data.y_train) / train_seconds, 1),
+            "train_examples_per_second": round((cfg.epochs * steps - start) * cfg.batch_size / max(train_seconds, 1e-9), 1),
+            "resumed_from_step": start,
             "export": export_dir,
             **report,
             "history": evaluator.history,
