@@ -77,7 +77,7 @@ def main(argv=None):
         path = f"config/{name}_config.json"
         cfg = load_config(path, args.set)
         t = time.time()
-        report = Trainer(cfg, verbose=0).train()
+        report = Trainer(cfg, verbose=0, restart=True).train()  # a benchmark always starts afresh
         wall = time.time() - t
         evals = read_examples(cfg.eval_data, log=lambda *a: None)
         p = Predictor(path, args.set)

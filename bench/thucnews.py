@@ -73,7 +73,7 @@ def run_model(name: str, files: dict, overrides: list[str], out_root: str | None
     if out_root:
         sets += [f"output_path={out_root}/outputs/{name}", f"ckpt_model_path={out_root}/ckpt/{name}", f"pb_model_path={out_root}/pb/{name}"]
     cfg = load_config(os.path.join(REPO, "config", "thucnews", f"{name}.json"), sets + list(overrides))
-    report = Trainer(cfg, verbose=0).train()
+    report = Trainer(cfg, verbose=0, restart=True).train()  # a benchmark always starts afresh
 
     names = read_class_names(files["class"])
     test = read_examples(files["test"], id_to_name=names, log=lambda *a: None)
