@@ -59,6 +59,12 @@ def main(argv=None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, unwritable folder, ...: files already saved stay as they were
+        if args.debug:
+            raise
+        where = e.filename or "a file"
+        print(f"error: cannot write {where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     return 0
 
 
