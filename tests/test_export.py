@@ -91,3 +91,21 @@ def _model_from(cfg):
     model = build_model(cfg, len(art.tokens), len(art.labels))
     model.load_weights(os.path.join(cfg.ckpt_model_path, "best.weights.h5"))
     return model
+
+
+def test_graph_uses_stock_tensorflow_ops_only(trained):
+    """No py_function and no custom op: TensorFlow Serving can run it as it is."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    for name in ("textcnn", "bilstm"):
+        path, _ = trained(name)
+        export = latest_export(load_config(path, log=quiet).pb_model_path)
+        sm = saved_model_pb2.SavedModel()
+        sm.ParseFromString(open(os.path.join(export, "saved_model.pb"), "rb").read())
+        graph = sm.meta_graphs[0].graph_def
+        ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+        ops -= {f.signature.name for f in graph.library.function}  # calls of the graph's own functions
+        assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+        assert all(op_def_registry.get(op) is not None for op in ops), sorted(o for o in ops if op_def_registry.get(o) is None)
+        assert "BlockLSTMV2" in ops or name != "bilstm"
