@@ -62,6 +62,7 @@ SCHEMA: dict[str, Key] = {
     "num_filters": Key("int", 128, "TextCNN: filters per width.", _pos, "must be >= 1"),
     "filter_sizes": Key("int_list", [2, 3, 4], "TextCNN: convolution widths.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
     "hidden_sizes": Key("int_list", [128], "BiLSTM / BiLSTM-attention: units per direction of each stacked layer.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
+    "pooling": Key("str", "max", "BiLSTM: how its outputs become one vector: `max` (max over the text's positions) or `last` (the final states of both directions).", choices=("max", "last")),
     "filters": Key("int", 256, "Transformer: feed-forward width.", _pos, "must be >= 1"),
     "num_heads": Key("int", 4, "Transformer: attention heads; must divide embedding_size.", _pos, "must be >= 1"),
     "num_blocks": Key("int", 1, "Transformer: encoder blocks.", _pos, "must be >= 1"),

@@ -1,11 +1,11 @@
-"""BiLSTM: stacked bidirectional LSTMs (hidden_sizes), padding masked, last states to a dense layer."""
+"""BiLSTM: stacked bidirectional LSTMs (hidden_sizes), padding masked, max-pooled (or last states) to a dense layer."""
 
 from __future__ import annotations
 
 import keras
 
 from models.common import classifier_head, dropout_rate, embed, ids_input, padding_mask
-from models.layers import FusedBidirectionalLSTM
+from models.layers import FusedBidirectionalLSTM, MaskedGlobalMaxPooling1D
 
 
 def bilstm_stack(x, mask, cfg, last_returns_sequences: bool):
@@ -23,8 +23,17 @@ def bilstm_stack(x, mask, cfg, last_returns_sequences: bool):
 
 
 def build(cfg, vocab_size: int, num_outputs: int) -> keras.Model:
-    """BiLSTM from a config (keys embedding_size, hidden_sizes, keep_prob, l2_reg_lambda)."""
+    """BiLSTM from a config (keys embedding_size, hidden_sizes, pooling, keep_prob, l2_reg_lambda).
+
+    pooling ``max`` takes the maximum of the top layer's outputs over the text's positions
+    (BiLSTM-max); ``last`` takes the final states of both directions, which forget the start
+    of long texts.
+    """
     ids = ids_input()
     mask = padding_mask(ids)
-    x = bilstm_stack(embed(ids, cfg, vocab_size), mask, cfg, last_returns_sequences=False)
+    if cfg.pooling == "max":
+        h = bilstm_stack(embed(ids, cfg, vocab_size), mask, cfg, last_returns_sequences=True)
+        x = MaskedGlobalMaxPooling1D(name="max_pool")(h, mask=mask)
+    else:
+        x = bilstm_stack(embed(ids, cfg, vocab_size), mask, cfg, last_returns_sequences=False)
     return keras.Model(ids, classifier_head(x, cfg, num_outputs), name="bilstm")

@@ -51,6 +51,13 @@ def test_binary_model_has_one_sigmoid_output(name):
     assert model.get_layer("probabilities").activation.__name__ == "sigmoid"
 
 
+def test_bilstm_pooling_last_is_padding_invariant_too():
+    model = build_model(cfg("bilstm", pooling="last"), vocab_size=50, num_outputs=3)
+    short = random_ids(np.random.default_rng(3), [1, 4, 9], 9)
+    np.testing.assert_allclose(model(short).numpy(), model(np.pad(short, ((0, 0), (0, 7)))).numpy(), atol=1e-5)
+    assert "max_pool" not in [l.name for l in model.layers]
+
+
 def test_l2_applies_to_the_output_layer():
     plain = build_model(cfg("textcnn"), 50, 3)
     reg = build_model(cfg("textcnn", l2_reg_lambda=0.1), 50, 3)
