@@ -69,7 +69,6 @@ class MaskedGlobalMaxPooling1D(_MaskedPooling1D):
         return ops.where(has_tokens, pooled, ops.zeros_like(pooled))
 
 
-
 @keras.saving.register_keras_serializable(package="textcls")
 class MaskedGlobalAveragePooling1D(_MaskedPooling1D):
     """Mean over time that ignores padded positions.
