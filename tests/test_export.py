@@ -108,4 +108,4 @@ def test_graph_uses_stock_tensorflow_ops_only(trained):
         ops -= {f.signature.name for f in graph.library.function}  # calls of the graph's own functions
         assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
         assert all(op_def_registry.get(op) is not None for op in ops), sorted(o for o in ops if op_def_registry.get(o) is None)
-        assert "BlockLSTMV2" in ops or name != "bilstm"
+        assert "BlockLSTM" in ops or name != "bilstm"

@@ -9,8 +9,8 @@ class FusedBidirectionalLSTM(keras.layers.Layer):
 
     The same function as `keras.layers.Bidirectional(keras.layers.LSTM(units))` called with
     a padding mask (same weights, same outputs to float precision), but each direction runs
-    as one `BlockLSTMV2` op over the whole sequence instead of a `while_loop` of small ops:
-    several times faster on a CPU, for training and serving. `BlockLSTMV2` is a core
+    as one `BlockLSTM` op over the whole sequence instead of a `while_loop` of small ops:
+    several times faster on a CPU, for training and serving. `BlockLSTM` is a core
     TensorFlow op, so SavedModels that use it load in stock TensorFlow Serving. This layer
     therefore needs the TensorFlow backend.
 
@@ -61,22 +61,31 @@ class FusedBidirectionalLSTM(keras.layers.Layer):
             )
             setattr(self, f"_{side}", (kernel, recurrent, bias))
 
+    @staticmethod
+    def _block_gate_order(m):
+        """Keras keeps the gates as i, f, c, o; BlockLSTM wants i, c, f, o."""
+        i, f, c, o = tf.split(m, 4, axis=-1)
+        return tf.concat([i, c, f, o], axis=-1)
+
     def _run(self, x_time_major, weights):
+        # BlockLSTM, not BlockLSTMV2: in TensorFlow 2.21 V2's registered gradient does not
+        # match its forward pass (tested against Keras' LSTM in bidirectional_lstm_test.py).
         kernel, recurrent, bias = weights
         batch = tf.shape(x_time_major)[1]
         zeros = tf.zeros(tf.stack([batch, self.units]), x_time_major.dtype)
         no_peephole = tf.zeros([self.units], x_time_major.dtype)
-        return tf.raw_ops.BlockLSTMV2(
+        return tf.raw_ops.BlockLSTM(
             seq_len_max=tf.cast(tf.shape(x_time_major)[0], tf.int64),
             x=x_time_major,
             cs_prev=zeros,
             h_prev=zeros,
-            w=tf.concat([kernel, recurrent], axis=0),
+            w=self._block_gate_order(tf.concat([kernel, recurrent], axis=0)),
             wci=no_peephole,
             wcf=no_peephole,
             wco=no_peephole,
-            b=bias,
-            cell_clip=0.0,
+            b=self._block_gate_order(bias),
+            forget_bias=0.0,  # Keras learns the forget bias (it starts at 1) instead
+            cell_clip=-1.0,  # no clipping, as in Keras
             use_peephole=False,
         )[6]  # h at every step: [seq, batch, units]
 
