@@ -114,7 +114,8 @@ def main(argv=None):
         os.makedirs("bench/results", exist_ok=True)
         if os.path.exists("bench/results/demo.json"):  # a run of some models keeps the others' rows
             old = json.load(open("bench/results/demo.json", encoding="utf-8"))
-            out["models"] = {**{k: v for k, v in old.get("models", {}).items() if k in MODELS}, **results}
+            kept = {k: {"command": old["command"], **v} for k, v in old.get("models", {}).items() if k in MODELS}
+            out["models"] = {**kept, **results}
             out["models"] = {k: out["models"][k] for k in MODELS if k in out["models"]}
         with open("bench/results/demo.json", "w", encoding="utf-8") as f:
             json.dump(out, f, ensure_ascii=False, indent=2)
@@ -144,7 +145,7 @@ def write_benchmarks_section(out: dict) -> None:
             f"TensorFlow {out['versions']['tensorflow']}, Python {out['versions']['python']}; peak RSS {out['peak_rss_mb']} MB. "
             "Each model trains with its example config's defaults; its accuracy is counted through `Predictor.predict` "
             "over the eval file, and the baseline is measured in the same run (it is deterministic: the same in every run). "
-            "Latency: one sentence at a time, after warm-up. Rows from a later run of some models name their command.",
+            "Latency: one sentence at a time, after warm-up. A row measured in another run (all four models, same machine and day) names that run's command.",
             "",
             *rows,
             "",
