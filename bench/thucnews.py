@@ -60,7 +60,6 @@ def percentiles(times_ms: list[float]) -> dict:
 
 def run_model(name: str, files: dict, overrides: list[str], out_root: str | None) -> dict:
     """Train one model, evaluate its export on test.txt, time the Predictor and the SavedModel."""
-    import numpy as np
     import tensorflow as tf
     from sklearn.metrics import accuracy_score, f1_score
 

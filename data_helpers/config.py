@@ -144,15 +144,18 @@ _KIND_WORDS = {
 }
 
 
+def _unknown_key(key: str) -> str:
+    close = difflib.get_close_matches(key, SCHEMA, n=1, cutoff=0.5)
+    return f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+
+
 def validate(raw: dict, source: str = "<dict>") -> Config:
     """Check types, ranges and cross-key rules; fill defaults. Does not touch the disk."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be an object of key: value pairs")
     for key in raw:
         if key not in SCHEMA:
-            close = difflib.get_close_matches(key, SCHEMA, n=1, cutoff=0.5)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{source}: unknown key '{key}'{hint}")
+            raise ConfigError(f"{source}: {_unknown_key(key)}")
     values = {}
     for name, spec in SCHEMA.items():
         v = raw.get(name, spec.default)
@@ -234,9 +237,7 @@ def load_config(path: str, overrides: list[str] | tuple = (), check_files: bool 
         for item in overrides:
             key, value = parse_override(item)
             if key not in SCHEMA:
-                close = difflib.get_close_matches(key, SCHEMA, n=1, cutoff=0.5)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"--set {item}: unknown key '{key}'{hint}")
+                raise ConfigError(f"--set {item}: {_unknown_key(key)}")
             raw[key] = value
     cfg = validate(raw, path)
     if check_files:

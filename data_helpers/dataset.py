@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data_helpers.config import ConfigError
 from data_helpers.io_utils import file_digest
 from data_helpers.reader import DataError, Examples, read_class_names, read_examples
+
+if TYPE_CHECKING:  # TensorFlow is imported only when prepare_data runs
+    from data_helpers.vocab import TextEncoder, VocabArtifacts
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -43,3 +44,9 @@ def file_digest(path: str | None) -> str | None:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def fault_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: TEXTCLS_KILL_AT=<name> SIGKILLs the process here."""
+    if os.environ.get("TEXTCLS_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import tempfile
 
 import keras
 import tensorflow as tf
 
+from data_helpers.io_utils import fault_point
 from data_helpers.tokenizer import Tokenizer
 from data_helpers.vocab import TextEncoder, VocabArtifacts
 
@@ -97,8 +97,7 @@ def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, k
         if artifacts.tokenizer.get("user_dict"):
             shutil.copyfile(artifacts.tokenizer["user_dict"], os.path.join(assets, "user_dict.txt"))
         final = os.path.join(base_dir, str(version))
-        if os.environ.get("TEXTCLS_KILL_AT") == "export":  # fault injection for the crash-safety tests
-            os.kill(os.getpid(), signal.SIGKILL)
+        fault_point("export")
         os.rename(os.path.join(tmp, "model"), final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

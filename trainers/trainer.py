@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import sys
 import time
 
@@ -19,7 +18,7 @@ import tensorflow as tf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from data_helpers.dataset import LoadedExamples, PreparedData, prepare_data
-from data_helpers.io_utils import atomic_write_json, read_json
+from data_helpers.io_utils import atomic_write_json, fault_point, read_json
 from data_helpers.vocab import fingerprint
 from data_helpers.word_vectors import load_word_vectors
 from models import build_model
@@ -123,7 +122,7 @@ class EvalAndCheckpoint(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step()
-        _fault_point(f"step:{step}")
+        fault_point(f"step:{step}")
         if step % self.cfg.eval_every == 0:
             self.evaluate(step)
         if step % self.cfg.checkpoint_every == 0:
@@ -153,12 +152,6 @@ class EvalAndCheckpoint(keras.callbacks.Callback):
             f"\nstep {step}: eval loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}"
             + ("  (best so far)" if better else "")
         )
-
-
-def _fault_point(name: str) -> None:
-    """Fault injection for the crash-safety tests: TEXTCLS_KILL_AT=<name> SIGKILLs the process here."""
-    if os.environ.get("TEXTCLS_KILL_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class ResumeError(RuntimeError):
@@ -246,7 +239,7 @@ class RunState:
         if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
             return
         self._write_state(completed=False)
-        _fault_point(f"checkpoint:{step}")
+        fault_point(f"checkpoint:{step}")
         self.manager.save(checkpoint_number=step)
 
     def save_best(self, model, metrics: dict) -> None:
