@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 MODEL_NAMES = ("textcnn", "bilstm", "bilstm_atten", "transformer")
 TOKENIZERS = ("char", "word", "whitespace")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+OPTIMIZERS = ("adam", "adamw", "lazy_adam", "lazy_adamw", "sgd", "rmsprop")
 
 
 class ConfigError(ValueError):
@@ -59,6 +59,8 @@ SCHEMA: dict[str, Key] = {
     "word_vectors_path": Key("path", None, "Optional word2vec text-format vectors that initialise the embedding rows of in-vocabulary tokens.", nullable=True),
     # --- model
     "embedding_size": Key("int", 128, "Embedding width.", _pos, "must be >= 1"),
+    "ngram_buckets": Key("int", 0, "Rows of a hashed table of token n-gram embeddings (n = 2..ngram_max, starting at each token) added to the token embedding, fastText-style; 0 = off.", lambda v: 0 <= v < 2**31, "must be in [0, 2**31)"),
+    "ngram_max": Key("int", 2, "Longest n-gram when ngram_buckets > 0: 2 = bigrams, 3 = bigrams and trigrams.", lambda v: v >= 2, "must be >= 2"),
     "num_filters": Key("int", 128, "TextCNN: filters per width.", _pos, "must be >= 1"),
     "filter_sizes": Key("int_list", [2, 3, 4], "TextCNN: convolution widths.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
     "hidden_sizes": Key("int_list", [128], "BiLSTM / BiLSTM-attention: units per direction of each stacked layer.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
@@ -73,7 +75,7 @@ SCHEMA: dict[str, Key] = {
     "epochs": Key("int", 5, "Passes over train_data.", _pos, "must be >= 1"),
     "batch_size": Key("int", 64, "Examples per step.", _pos, "must be >= 1"),
     "learning_rate": Key("float", 1e-3, "Optimizer learning rate.", _pos, "must be > 0"),
-    "optimization": Key("str", "adam", "Optimizer.", choices=OPTIMIZERS),
+    "optimization": Key("str", "adam", "Optimizer. `lazy_adam` / `lazy_adamw` update only the embedding rows a batch used: much faster with a large vocabulary or ngram_buckets.", choices=OPTIMIZERS),
     "lr_schedule": Key("str", "constant", "Learning-rate schedule: `constant`, or `cosine` decay to 0 over all training steps (after warmup_steps of linear warmup).", choices=("constant", "cosine")),
     "warmup_steps": Key("int", 0, "Linear warmup steps for lr_schedule `cosine`.", _nonneg, "must be >= 0"),
     "max_grad_norm": Key("float", 5.0, "Clip gradients to this global norm; null: no clipping.", _pos, "must be > 0", nullable=True),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from models.layers import HashedNgramEmbedding
+
 
 def ids_input() -> keras.KerasTensor:
     """Token ids [batch, seq]; any sequence length, 0 = padding."""
@@ -17,8 +19,18 @@ def padding_mask(ids):
 
 
 def embed(ids, cfg, vocab_size: int):
-    """Token embedding (named ``embedding`` so pretrained vectors can be loaded into it)."""
-    return keras.layers.Embedding(vocab_size, cfg.embedding_size, name="embedding")(ids)
+    """Token embedding (named ``embedding`` so pretrained vectors can be loaded into it).
+
+    With ``ngram_buckets`` > 0, the hashed embeddings of the n-grams (2..``ngram_max``)
+    that start at each token are added to it.
+    """
+    x = keras.layers.Embedding(vocab_size, cfg.embedding_size, name="embedding")(ids)
+    if cfg.ngram_buckets:
+        ngrams = HashedNgramEmbedding(
+            cfg.ngram_buckets, cfg.embedding_size, max_n=cfg.ngram_max, name="ngram_embedding"
+        )(ids)
+        x = keras.layers.Add(name="token_and_ngrams")([x, ngrams])
+    return x
 
 
 def dropout_rate(cfg) -> float:

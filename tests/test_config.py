@@ -72,7 +72,7 @@ def test_set_overrides_parse_json_then_string(tmp_path, corpus):
         ({"filter_sizes": []}, r"key 'filter_sizes' must be a non-empty list"),
         ({"filter_sizes": [2, "3"]}, r"key 'filter_sizes' must be a list of integers"),
         ({"model_name": "cnn"}, r"key 'model_name' must be one of textcnn, bilstm, bilstm_atten, transformer"),
-        ({"optimization": "adagrad"}, r"key 'optimization' must be one of adam, adamw, sgd, rmsprop"),
+        ({"optimization": "adagrad"}, r"key 'optimization' must be one of adam, adamw, lazy_adam, lazy_adamw, sgd, rmsprop"),
         ({"model_name": "transformer", "embedding_size": 10, "num_heads": 4}, r"'num_heads' \(4\) must divide embedding_size \(10\)"),
         ({"train_data": "/nonexistent/train.txt"}, r"key 'train_data': file not found: /nonexistent/train.txt"),
         ({"model_name": None}, r"key 'model_name' is required"),

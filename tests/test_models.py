@@ -23,9 +23,11 @@ def random_ids(rng, lengths, width, vocab=50):
     return x
 
 
+@pytest.mark.parametrize("ngrams", [{}, {"ngram_buckets": 97, "ngram_max": 3}], ids=["tokens", "ngrams"])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_extra_padding_never_changes_the_output(name):
-    model = build_model(cfg(name), vocab_size=50, num_outputs=3)
+def test_extra_padding_never_changes_the_output(name, ngrams):
+    model = build_model(cfg(name, **ngrams), vocab_size=50, num_outputs=3)
+    assert ("ngram_embedding" in [l.name for l in model.layers]) == bool(ngrams)
     rng = np.random.default_rng(0)
     lengths = [1, 2, 4, 7, 12]  # some shorter than the widest filter
     short = random_ids(rng, lengths, 12)

@@ -55,3 +55,15 @@ def test_binary_word_model_with_word_vectors(tmp_path, corpus):
     report = Trainer(load_config(path, log=quiet), log=logs.append, verbose=0).train()
     assert any("word vectors: 2 of" in m for m in logs)
     assert set(report["per_class"]) == {"好评", "差评"}
+
+
+def test_hashed_ngrams_with_lazy_adamw_learn_and_export(tmp_path, corpus):
+    from predictors import Predictor
+
+    path = tiny_config(tmp_path, corpus, "textcnn", ngram_buckets=503, ngram_max=3, optimization="lazy_adamw")
+    report = Trainer(load_config(path, log=quiet), log=quiet, verbose=0).train()
+    assert report["accuracy"] >= 0.9, report["accuracy"]
+    # The export carries the n-gram table and hash: served answers score as the trainer's report did.
+    texts, labels = zip(*(l.split("\t") for l in (corpus / "eval.txt").read_text(encoding="utf-8").splitlines()))
+    predicted = Predictor.from_saved_model(str(tmp_path / "pb" / "1")).predict(list(texts))
+    assert np.mean(np.array(predicted) == np.array(labels)) == pytest.approx(report["accuracy"])

@@ -23,10 +23,13 @@ from data_helpers.vocab import fingerprint
 from data_helpers.word_vectors import load_word_vectors
 from models import build_model
 from predictors.export import export_model
+from trainers.optimizers import LazyAdam, LazyAdamW
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "adamw": keras.optimizers.AdamW,
+    "lazy_adam": LazyAdam,
+    "lazy_adamw": LazyAdamW,
     "sgd": keras.optimizers.SGD,
     "rmsprop": keras.optimizers.RMSprop,
 }

@@ -2,6 +2,7 @@
 
 from models.layers.additive_attention import AdditiveAttentionPooling
 from models.layers.bidirectional_lstm import FusedBidirectionalLSTM
+from models.layers.hashed_ngram_embedding import HashedNgramEmbedding
 from models.layers.masked_pooling import MaskedGlobalAveragePooling1D
 from models.layers.masked_pooling import MaskedGlobalMaxPooling1D
 from models.layers.positional_encoding import SinusoidalPositionEncoding
@@ -10,6 +11,7 @@ from models.layers.transformer_encoder import TransformerEncoderBlock
 __all__ = [
     "AdditiveAttentionPooling",
     "FusedBidirectionalLSTM",
+    "HashedNgramEmbedding",
     "MaskedGlobalAveragePooling1D",
     "MaskedGlobalMaxPooling1D",
     "SinusoidalPositionEncoding",

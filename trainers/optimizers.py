@@ -1,0 +1,119 @@
+"""Adam and AdamW that update only the embedding rows a batch used ("lazy" Adam).
+
+Keras 3's Adam turns the sparse gradient of an embedding table (``tf.IndexedSlices``)
+into a dense one and then updates every row, its two moment slots and (AdamW) its
+weight decay, at every step. For a 100,000-row hashed n-gram table that is most of a
+training step's time. These optimizers keep such gradients sparse: the moments,
+the decay and the update touch only the rows in the batch, as TensorFlow 1's
+``LazyAdamOptimizer`` and TensorFlow Addons' ``LazyAdam`` did. Rows a batch did not
+use keep their moments until they are used again. Dense gradients take Keras's own
+update, unchanged.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def _dedupe(grad):
+    """IndexedSlices with each row once (repeated ids summed), so norms and moments are exact."""
+    if not isinstance(grad, tf.IndexedSlices):
+        return grad
+    rows, where = tf.unique(grad.indices)
+    values = tf.math.unsorted_segment_sum(grad.values, where, tf.shape(rows)[0])
+    return tf.IndexedSlices(values, rows, grad.dense_shape)
+
+
+class _LazyRows:
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        grads = [_dedupe(g) for g in grads]
+        # Tracing-time record of the variables whose decay the sparse step applies itself.
+        self._sparse_keys = {
+            self._var_key(v) for g, v in zip(grads, trainable_variables) if isinstance(g, tf.IndexedSlices)
+        }
+        return super()._backend_apply_gradients(grads, trainable_variables)
+
+    def _clip_gradients(self, grads):
+        if self.global_clipnorm and self.global_clipnorm > 0 and any(isinstance(g, tf.IndexedSlices) for g in grads):
+            # tf.clip_by_global_norm scales IndexedSlices without densifying them.
+            return tf.clip_by_global_norm(grads, self.global_clipnorm)[0]
+        return super()._clip_gradients(grads)
+
+    def _use_weight_decay(self, variable):
+        if self._var_key(variable) in getattr(self, "_sparse_keys", ()):
+            return False
+        return super()._use_weight_decay(variable)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        if isinstance(variable, keras.Variable):
+            variable = variable.value
+        dtype = variable.dtype
+        lr = tf.cast(learning_rate, dtype)
+        rows = gradient.indices
+        values = tf.cast(gradient.values, dtype)
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        alpha = lr * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
+        index = self._get_variable_index(variable)
+        m = self._momentums[index].value
+        v = self._velocities[index].value
+
+        if self.weight_decay and self._decays(variable):
+            # AdamW's decoupled decay, on the used rows only, before the Adam step (as Keras orders them).
+            decay = tf.gather(variable, rows) * (tf.cast(self.weight_decay, dtype) * lr)
+            variable.scatter_sub(tf.IndexedSlices(decay, rows))
+        m_rows = beta_1 * tf.gather(m, rows) + (1 - beta_1) * values
+        v_rows = beta_2 * tf.gather(v, rows) + (1 - beta_2) * tf.square(values)
+        m.scatter_update(tf.IndexedSlices(m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        variable.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
+
+    def _decays(self, variable):
+        sparse_keys, self._sparse_keys = getattr(self, "_sparse_keys", set()), set()
+        try:
+            return super()._use_weight_decay(variable)
+        finally:
+            self._sparse_keys = sparse_keys
+
+
+@keras.saving.register_keras_serializable(package="textcls")
+class LazyAdam(_LazyRows, keras.optimizers.Adam):
+    """`keras.optimizers.Adam` whose sparse (embedding) gradients update only the rows used.
+
+    Args: those of `keras.optimizers.Adam` (amsgrad is not supported).
+
+    Example:
+
+    ```python
+    model.compile(optimizer=LazyAdam(learning_rate=1e-3, global_clipnorm=5.0), loss=...)
+    ```
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.amsgrad:
+            raise ValueError("LazyAdam does not support amsgrad")
+
+
+@keras.saving.register_keras_serializable(package="textcls")
+class LazyAdamW(_LazyRows, keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` whose sparse (embedding) gradients update, and decay, only the rows used.
+
+    Args: those of `keras.optimizers.AdamW` (amsgrad is not supported).
+
+    Example:
+
+    ```python
+    model.compile(optimizer=LazyAdamW(learning_rate=2e-3, weight_decay=0.004), loss=...)
+    ```
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.amsgrad:
+            raise ValueError("LazyAdamW does not support amsgrad")
