@@ -27,7 +27,7 @@ sys.path.insert(0, REPO)
 
 from bench.demo import cpu_model, update_benchmarks  # noqa: E402
 
-MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer")
+MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext")
 
 
 def limited(path: str, limit: int | None, workdir: str) -> str:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-MODEL_NAMES = ("textcnn", "bilstm", "bilstm_atten", "transformer")
+MODEL_NAMES = ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext")
 TOKENIZERS = ("char", "word", "whitespace")
 OPTIMIZERS = ("adam", "adamw", "lazy_adam", "lazy_adamw", "sgd", "rmsprop")
 
@@ -63,7 +63,7 @@ SCHEMA: dict[str, Key] = {
     "ngram_max": Key("int", 2, "Longest n-gram when ngram_buckets > 0: 2 = bigrams, 3 = bigrams and trigrams.", lambda v: v >= 2, "must be >= 2"),
     "num_filters": Key("int", 128, "TextCNN: filters per width.", _pos, "must be >= 1"),
     "filter_sizes": Key("int_list", [2, 3, 4], "TextCNN: convolution widths.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
-    "hidden_sizes": Key("int_list", [128], "BiLSTM / BiLSTM-attention: units per direction of each stacked layer.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
+    "hidden_sizes": Key("int_list", [128], "BiLSTM / BiLSTM-attention: units per direction of each stacked layer. fastText: widths of the ReLU layers after the mean.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
     "pooling": Key("str", "max", "BiLSTM: how its outputs become one vector: `max` (max over the text's positions) or `last` (the final states of both directions).", choices=("max", "last")),
     "filters": Key("int", 256, "Transformer: feed-forward width.", _pos, "must be >= 1"),
     "num_heads": Key("int", 4, "Transformer: attention heads; must divide embedding_size.", _pos, "must be >= 1"),
@@ -75,6 +75,7 @@ SCHEMA: dict[str, Key] = {
     "epochs": Key("int", 5, "Passes over train_data.", _pos, "must be >= 1"),
     "batch_size": Key("int", 64, "Examples per step.", _pos, "must be >= 1"),
     "learning_rate": Key("float", 1e-3, "Optimizer learning rate.", _pos, "must be > 0"),
+    "weight_decay": Key("float", 0.004, "Decoupled weight decay of `adamw` / `lazy_adamw` (Keras's default); ignored by the other optimizers.", _nonneg, "must be >= 0"),
     "optimization": Key("str", "adam", "Optimizer. `lazy_adam` / `lazy_adamw` update only the embedding rows a batch used: much faster with a large vocabulary or ngram_buckets.", choices=OPTIMIZERS),
     "lr_schedule": Key("str", "constant", "Learning-rate schedule: `constant`, or `cosine` decay to 0 over all training steps (after warmup_steps of linear warmup).", choices=("constant", "cosine")),
     "warmup_steps": Key("int", 0, "Linear warmup steps for lr_schedule `cosine`.", _nonneg, "must be >= 0"),

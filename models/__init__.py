@@ -9,6 +9,7 @@ MODELS = {
     "bilstm": "models.bilstm",
     "bilstm_atten": "models.bilstm_atten",
     "transformer": "models.transformer",
+    "fasttext": "models.fasttext",
 }
 
 

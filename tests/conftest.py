@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer")
+MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext")
 
 # Three classes of short reviews with clearly different words, so a tiny model learns them.
 _WORDS = {

@@ -71,7 +71,7 @@ def test_set_overrides_parse_json_then_string(tmp_path, corpus):
         ({"sequence_length": 0}, r"key 'sequence_length' must be >= 1"),
         ({"filter_sizes": []}, r"key 'filter_sizes' must be a non-empty list"),
         ({"filter_sizes": [2, "3"]}, r"key 'filter_sizes' must be a list of integers"),
-        ({"model_name": "cnn"}, r"key 'model_name' must be one of textcnn, bilstm, bilstm_atten, transformer"),
+        ({"model_name": "cnn"}, r"key 'model_name' must be one of textcnn, bilstm, bilstm_atten, transformer, fasttext"),
         ({"optimization": "adagrad"}, r"key 'optimization' must be one of adam, adamw, lazy_adam, lazy_adamw, sgd, rmsprop"),
         ({"model_name": "transformer", "embedding_size": 10, "num_heads": 4}, r"'num_heads' \(4\) must divide embedding_size \(10\)"),
         ({"train_data": "/nonexistent/train.txt"}, r"key 'train_data': file not found: /nonexistent/train.txt"),
