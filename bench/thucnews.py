@@ -221,8 +221,39 @@ def benchmarks_section(out: dict) -> str:
             "",
             *rows,
             "",
+            *targets_table(out, char),
         ]
     )
+
+
+def targets_table(out: dict, char: float) -> list[str]:
+    """The issue's targets against this run's figures, with the gap where one is missed."""
+    models = out["models"]
+    if not models:
+        return []
+    worst = min(models, key=lambda m: models[m]["test_accuracy"])
+    best = max(models, key=lambda m: models[m]["test_accuracy"])
+    slowest = max(models, key=lambda m: models[m]["train_seconds"])
+    p50 = max(models, key=lambda m: models[m]["predictor_single"]["p50_ms"])
+    rows = [
+        ("every model's test accuracy >= char TF-IDF", f"lowest: {worst} {models[worst]['test_accuracy']:.4f} vs {char:.4f}",
+         models[worst]["test_accuracy"] >= char, f"{100 * (models[worst]['test_accuracy'] - char):+.2f} pts"),
+        ("best model >= 0.910", f"{best} {models[best]['test_accuracy']:.4f}",
+         models[best]["test_accuracy"] >= 0.910, f"{100 * (models[best]['test_accuracy'] - 0.910):+.2f} pts"),
+        ("every model trains in <= 900 s", f"slowest: {slowest} {models[slowest]['train_seconds']} s",
+         models[slowest]["train_seconds"] <= 900, ""),
+        ("Predictor 1 sentence p50 <= 2 ms", f"highest: {p50} {models[p50]['predictor_single']['p50_ms']} ms",
+         models[p50]["predictor_single"]["p50_ms"] <= 2.0, ""),
+    ]
+    if "textcnn" in models:
+        t = models["textcnn"]
+        rows.insert(2, ("TextCNN trains in <= 300 s", f"{t['train_seconds']} s", t["train_seconds"] <= 300, ""))
+        rows.append(("TextCNN SavedModel batch >= 5,000 sentences/s", f"{t['savedmodel_batch_sentences_per_second']}",
+                     t["savedmodel_batch_sentences_per_second"] >= 5000, ""))
+    lines = ["| target | this run | met |", "|---|---|---|"]
+    for target, measured, met, gap in rows:
+        lines.append(f"| {target} | {measured} | {'yes' if met else 'no' + (f' ({gap})' if gap else '')} |")
+    return lines + [""]
 
 
 if __name__ == "__main__":
