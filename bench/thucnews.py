@@ -186,12 +186,35 @@ def main(argv=None):
         "baselines": base,
         "models": results,
     }
+    for r in results.values():
+        r["command"] = out["command"]
+    out["models"] = merge_previous(args.results, out)
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     with open(args.results, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=2)
     if not args.no_benchmarks_md:
         update_benchmarks("THUCNews", benchmarks_section(out))
     return out
+
+
+def merge_previous(path: str, out: dict) -> dict:
+    """A run of some models keeps the other models' rows of an earlier run on the same data,
+    each still naming the command (and date) that measured it."""
+    if not os.path.exists(path):
+        return out["models"]
+    try:
+        old = json.load(open(path, encoding="utf-8"))
+    except (OSError, ValueError):
+        return out["models"]
+    if old.get("data") != out["data"]:
+        return out["models"]
+    kept = {
+        k: {"command": old["command"], "date": old.get("date"), **v}
+        for k, v in old.get("models", {}).items()
+        if k not in out["models"]
+    }
+    merged = {**kept, **out["models"]}
+    return {k: merged[k] for k in (*MODELS, *sorted(merged)) if k in merged}
 
 
 def benchmarks_section(out: dict) -> str:
@@ -201,6 +224,8 @@ def benchmarks_section(out: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in out["models"].items():
+        other = r.get("command", out["command"]) != out["command"]
+        name = f"{name} (`{r['command']}`, {r.get('date') or out['date']})" if other else name
         rows.append(
             f"| {name} | {r['tokenizer']} | {r['test_accuracy']:.4f} | {100 * (r['test_accuracy'] - char):+.2f} pts | "
             f"{r['test_macro_f1']:.4f} | {r['train_seconds']} | {r['train_examples_per_second']} | "
@@ -217,7 +242,8 @@ def benchmarks_section(out: dict) -> str:
             f"TensorFlow {out['versions']['tensorflow']}, Python {out['versions']['python']}. "
             "Baselines are trained and scored in the same run. Predictor latency: 1,000 test headlines one at a time "
             "after warm-up (jieba included for word models). SavedModel batch: all test headlines through "
-            "`serving_default` in batches of 256 (word models: segmentation not timed).",
+            "`serving_default` in batches of 256 (word models: segmentation not timed). "
+            "A row measured by another run (same data and machine) names that run's command; the gap is to this run's baseline.",
             "",
             *rows,
             "",

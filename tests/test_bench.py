@@ -43,6 +43,17 @@ def test_thucnews_harness_smoke(thucnews_like, tmp_path):
     assert set(saved["baselines"]) == {"tfidf_char_1_3_linearsvc", "tfidf_word_1_2_linearsvc"}
     section = thucnews.benchmarks_section(out)
     assert section.startswith("## THUCNews") and "| textcnn | char |" in section
+    assert "| target | this run | met |" in section and "| best model >= 0.910 |" in section
+
+    # Re-running one model keeps the others' rows, each naming the run that measured it.
+    again = thucnews.main(["--data", str(thucnews_like), "--inline", "--out", str(tmp_path / "run"),
+                           "--results", str(results), "--no-benchmarks-md", "--models", "fasttext", *TINY])
+    merged = json.loads(results.read_text(encoding="utf-8"))["models"]
+    assert list(merged) == list(thucnews.MODELS)
+    assert merged["textcnn"] == {**saved["models"]["textcnn"], "date": saved["date"]}
+    assert merged["fasttext"]["command"] == again["command"] != saved["command"]
+    section = thucnews.benchmarks_section(again)
+    assert f"| textcnn (`{saved['command']}`, {saved['date']}) | char |" in section and "| fasttext | char |" in section
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data/thucnews is absent")
@@ -50,7 +61,7 @@ def test_thucnews_configs_read_the_shared_data():
     from data_helpers.config import load_config
     from data_helpers.reader import read_class_names
 
-    for name in ("textcnn", "bilstm", "bilstm_atten", "transformer"):
+    for name in ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext"):
         cfg = load_config(os.path.join(REPO, "config", "thucnews", f"{name}.json"), [
             f"train_data={SHARED}/train.txt", f"eval_data={SHARED}/dev.txt", f"class_names={SHARED}/class.txt"])
         assert cfg.model_name == name
