@@ -27,6 +27,11 @@ def _dedupe(grad):
 
 
 class _LazyRows:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.amsgrad:
+            raise ValueError(f"{type(self).__name__} does not support amsgrad")
+
     def _backend_apply_gradients(self, grads, trainable_variables):
         grads = [_dedupe(g) for g in grads]
         # Tracing-time record of the variables whose decay the sparse step applies itself.
@@ -74,11 +79,8 @@ class _LazyRows:
         variable.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
 
     def _decays(self, variable):
-        sparse_keys, self._sparse_keys = getattr(self, "_sparse_keys", set()), set()
-        try:
-            return super()._use_weight_decay(variable)
-        finally:
-            self._sparse_keys = sparse_keys
+        """Keras's own rule (exclude_from_weight_decay), without the sparse-variable exception."""
+        return super()._use_weight_decay(variable)
 
 
 @keras.saving.register_keras_serializable(package="textcls")
@@ -94,11 +96,6 @@ class LazyAdam(_LazyRows, keras.optimizers.Adam):
     ```
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.amsgrad:
-            raise ValueError("LazyAdam does not support amsgrad")
-
 
 @keras.saving.register_keras_serializable(package="textcls")
 class LazyAdamW(_LazyRows, keras.optimizers.AdamW):
@@ -112,8 +109,3 @@ class LazyAdamW(_LazyRows, keras.optimizers.AdamW):
     model.compile(optimizer=LazyAdamW(learning_rate=2e-3, weight_decay=0.004), loss=...)
     ```
     """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.amsgrad:
-            raise ValueError("LazyAdamW does not support amsgrad")
