@@ -26,17 +26,15 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _number(kind, low, high=None, what=None):
-    """An argparse type: a `kind` number in [low, high] (or > low when `what` says positive)."""
-    what = what or (f"a {kind.__name__} >= {low}" if high is None else f"a port number {low}-{high}")
+def _number(kind, ok, what):
+    """An argparse type: a `kind` number for which `ok` holds; `what` names it in the error."""
 
     def parse(s):
         try:
             v = kind(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-        ok = v > low if what.startswith("a positive") else (v >= low and (high is None or v <= high))
-        if not ok:
+        if not ok(v):
             raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
         return v
 
@@ -44,20 +42,20 @@ def _number(kind, low, high=None, what=None):
 
 
 def _positive(kind):
-    return _number(kind, 0, what=f"a positive {kind.__name__}")
+    return _number(kind, lambda v: v > 0, f"a positive {kind.__name__}")
 
 
 def parse_args(argv=None):
     ap = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--model_base_path", required=True, help="folder of integer version folders (pb_model_path of a config)")
     ap.add_argument("--model_name", default=None, help="name in the URLs (default: the base path's folder name)")
-    ap.add_argument("--port", "--rest_api_port", dest="port", type=_number(int, 0, 65535), default=8501, help="HTTP port (0: any free port)")
+    ap.add_argument("--port", "--rest_api_port", dest="port", type=_number(int, lambda v: 0 <= v <= 65535, "a port number 0-65535"), default=8501, help="HTTP port (0: any free port)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes the server to the network)")
     ap.add_argument("--poll_seconds", type=_positive(float), default=2.0, help="how often to look for new versions")
     ap.add_argument("--max_body_bytes", type=_positive(int), default=10 * 1024 * 1024, help="larger request bodies get 413")
     ap.add_argument("--max_batch_size", type=_positive(int), default=256,
                     help="most texts per serving_default call when batching concurrent requests (1: no batching)")
-    ap.add_argument("--batch_timeout_ms", type=_number(float, 0, what="a number >= 0"), default=2.0,
+    ap.add_argument("--batch_timeout_ms", type=_number(float, lambda v: v >= 0, "a number >= 0"), default=2.0,
                     help="longest wait for more requests to fill a batch")
     args = ap.parse_args(argv)
     base = args.model_base_path.rstrip("/") or "/"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from keras import ops
 
 
 def _dedupe(grad):

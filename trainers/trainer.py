@@ -301,10 +301,9 @@ class Trainer:
                 f"word vectors: {len(rows)} of {len(data.artifacts.tokens) - 2} vocabulary tokens "
                 f"initialised from {cfg.word_vectors_path}"
             )
-        extra = {"weight_decay": cfg.weight_decay} if cfg.optimization in ("adamw", "lazy_adamw") else {}
-        optimizer = OPTIMIZERS[cfg.optimization](
-            learning_rate=self._learning_rate(total_steps), global_clipnorm=cfg.max_grad_norm, **extra
-        )
+        cls = OPTIMIZERS[cfg.optimization]
+        extra = {"weight_decay": cfg.weight_decay} if issubclass(cls, keras.optimizers.AdamW) else {}
+        optimizer = cls(learning_rate=self._learning_rate(total_steps), global_clipnorm=cfg.max_grad_norm, **extra)
         if num_outputs == 1:
             loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
             metrics = [keras.metrics.BinaryAccuracy(name="accuracy")]
