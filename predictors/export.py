@@ -52,6 +52,27 @@ def _probabilities(model, ids, binary: bool):
     return tf.cast(p, tf.float32)
 
 
+def guarded_probabilities(model, ids, binary: bool, n_labels: int, sequence_length: int):
+    """[batch, n_labels] probabilities for any ids [batch, width], zero-size ones included.
+
+    - A batch of zero texts never reaches the model: it gets a [0, n_labels] answer. With
+      oneDNN's custom ops on (TensorFlow's default on Intel CPUs) a zero-row batch makes
+      the model's matmul fail, and TensorFlow Serving does send empty batches.
+    - A width of 0 (no tokens at all) is padded to one padding column; the models ignore
+      padding, so the answer is that of an empty text.
+    - Ids past ``sequence_length`` are cut, as training cut them.
+    """
+    ids = ids[:, :sequence_length]
+    ids = tf.cond(
+        tf.shape(ids)[1] > 0, lambda: ids, lambda: tf.zeros(tf.stack([tf.shape(ids)[0], 1]), tf.int32)
+    )
+    return tf.cond(
+        tf.shape(ids)[0] > 0,
+        lambda: _probabilities(model, ids, binary),
+        lambda: tf.zeros([0, n_labels], tf.float32),
+    )
+
+
 def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str):
     """The ExportArchive with both signatures; asset_dir holds vocab.txt, labels.txt, vocab.json."""
     encoder = TextEncoder(
@@ -61,7 +82,7 @@ def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str)
     binary = artifacts.binary
 
     def outputs(ids):
-        p = _probabilities(model, ids, binary)
+        p = guarded_probabilities(model, ids, binary, len(artifacts.labels), artifacts.sequence_length)
         return {"label": tf.gather(labels, tf.argmax(p, axis=-1)), "probabilities": p}
 
     def serve_text(text):
