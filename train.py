@@ -31,8 +31,10 @@ def main(argv=None) -> int:
         cfg = load_config(args.config_path, args.set)
         from data_helpers.dataset import load_examples
 
-        examples = load_examples(cfg)  # bad data is reported before TensorFlow loads
-        from trainers.trainer import ResumeError, Trainer, TrainingInterrupted
+        # A streaming pass without TensorFlow (about 1-2 s per million lines, constant memory):
+        # bad data is reported in one line before TensorFlow loads and prints its start-up lines.
+        load_examples(cfg, log=lambda *a: None)
+        from trainers.trainer import ClusterError, ResumeError, Trainer, TrainingInterrupted
 
         stop = threading.Event()
         received = []
@@ -47,13 +49,18 @@ def main(argv=None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, on_signal)
         try:
-            Trainer(cfg, restart=args.restart, stop_event=stop).train(examples)
+            Trainer(cfg, restart=args.restart, stop_event=stop).train()
         except TrainingInterrupted as e:
             again = " ".join(["python train.py"] + [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--restart"])
             print(f"interrupted: {e}: {again}", file=sys.stderr)
             return 128 + received[0]
         except ResumeError as e:
             raise ConfigError(str(e)) from None
+        except ClusterError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.stderr.flush()
+            # TensorFlow's collective threads may still wait on the lost worker: leave at once.
+            os._exit(3)
     except (ConfigError, DataError) as e:
         if args.debug:
             raise

@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Key:
-    kind: str  # int, float, bool, str, path, int_list
+    kind: str  # int, float, bool, str, path, paths, int_list
     default: Any
     doc: str
     check: Callable[[Any], bool] | None = None
@@ -44,8 +44,8 @@ def _nonneg(v):
 SCHEMA: dict[str, Key] = {
     # --- what to train
     "model_name": Key("str", None, "Model to train.", choices=MODEL_NAMES),
-    "train_data": Key("path", None, "Training file, lines `text<TAB>label` or `text<SEP>label`."),
-    "eval_data": Key("path", None, "Evaluation file, same format; its labels must occur in train_data."),
+    "train_data": Key("paths", None, "Training data, lines `text<TAB>label` or `text<SEP>label`: a file, a list of files or a glob (`data/train-*.txt`), plain or `.gz`; streamed, never held in memory."),
+    "eval_data": Key("paths", None, "Evaluation data, same format and forms; its labels must occur in train_data."),
     "class_names": Key("path", None, "Optional file of class names, line i names label id i (turns integer labels into names).", nullable=True),
     "num_classes": Key("int", None, "Number of classes; 1 = binary with a sigmoid output, N > 1 = softmax. null: infer from the data (softmax).", _pos, "must be >= 1", nullable=True),
     # --- tokenization and vocabulary
@@ -73,7 +73,8 @@ SCHEMA: dict[str, Key] = {
     "l2_reg_lambda": Key("float", 0.0, "L2 penalty on the output layer's weights.", _nonneg, "must be >= 0"),
     # --- training
     "epochs": Key("int", 5, "Passes over train_data.", _pos, "must be >= 1"),
-    "batch_size": Key("int", 64, "Examples per step.", _pos, "must be >= 1"),
+    "batch_size": Key("int", 64, "Examples per step: the global batch, split over every replica of every worker.", _pos, "must be >= 1"),
+    "max_steps": Key("int", None, "Stop after this many steps (the learning-rate schedule ends there too); null: epochs x steps per epoch.", _pos, "must be >= 1", nullable=True),
     "learning_rate": Key("float", 1e-3, "Optimizer learning rate.", _pos, "must be > 0"),
     "weight_decay": Key("float", 0.004, "Decoupled weight decay of `adamw` / `lazy_adamw` (Keras's default); ignored by the other optimizers.", _nonneg, "must be >= 0"),
     "optimization": Key("str", "adam", "Optimizer. `lazy_adam` / `lazy_adamw` update only the embedding rows a batch used: much faster with a large vocabulary or ngram_buckets.", choices=OPTIMIZERS),
@@ -84,6 +85,7 @@ SCHEMA: dict[str, Key] = {
     "eval_every": Key("int", 100, "Evaluate on eval_data every this many steps (and at each epoch end).", _pos, "must be >= 1"),
     "checkpoint_every": Key("int", 100, "Save a checkpoint every this many steps.", _pos, "must be >= 1"),
     "max_checkpoints": Key("int", 3, "Checkpoints kept in ckpt_model_path (the best one is kept apart).", _pos, "must be >= 1"),
+    "shuffle_buffer": Key("int", 100000, "Training examples held in the shuffle buffer (as token ids): the data is shuffled within windows of this many; memory is about shuffle_buffer x sequence_length x 4 bytes.", _pos, "must be >= 1"),
     "seed": Key("int", 42, "Random seed (weights, shuffling, dropout)."),
     # --- where things go
     "output_path": Key("path", "outputs/{model_name}", "Vocab, label map, report, TensorBoard logs."),
@@ -132,6 +134,8 @@ def _type_ok(kind: str, v) -> bool:
         return isinstance(v, bool)
     if kind in ("str", "path"):
         return isinstance(v, str) and v != ""
+    if kind == "paths":
+        return _type_ok("path", v) or (isinstance(v, list) and len(v) > 0 and all(_type_ok("path", x) for x in v))
     if kind == "int_list":
         return isinstance(v, list) and all(_type_ok("int", x) for x in v)
     raise AssertionError(kind)
@@ -143,6 +147,7 @@ _KIND_WORDS = {
     "bool": "true or false",
     "str": "a string",
     "path": "a file path (string)",
+    "paths": "a file path, a glob or a non-empty list of them",
     "int_list": "a list of integers",
 }
 
@@ -251,18 +256,29 @@ def load_config(path: str, overrides: list[str] | tuple = (), check_files: bool 
 def check_paths(cfg: Config, log=print) -> None:
     from data_helpers.demo_corpus import ensure_demo_files
 
-    ensure_demo_files([cfg.train_data, cfg.eval_data], log=log)
+    from data_helpers.sources import _GLOB_CHARS, expand_paths
+
+    ensure_demo_files([p for key in ("train_data", "eval_data") for p in expand_paths(getattr(cfg, key))], log=log)
     for key in INPUT_FILES:
-        p = getattr(cfg, key)
-        if p is None:
+        spec = getattr(cfg, key)
+        if spec is None:
             continue
-        if not os.path.exists(p):
-            raise ConfigError(f"{cfg.source}: key '{key}': file not found: {p}")
-        if os.path.isdir(p):
-            raise ConfigError(f"{cfg.source}: key '{key}': {p} is a folder, expected a file")
-        if not os.access(p, os.R_OK):
-            raise ConfigError(f"{cfg.source}: key '{key}': cannot read {p} (permission denied)")
+        items = [spec] if isinstance(spec, str) else spec
+        for item in items:
+            if _GLOB_CHARS & set(item) and not expand_paths(item):
+                raise ConfigError(f"{cfg.source}: key '{key}': no file matches {item}")
+        for p in expand_paths(spec):
+            _check_input(cfg, key, p)
     for key in OUTPUT_DIRS:
         p = getattr(cfg, key)
         if os.path.exists(p) and not os.path.isdir(p):
             raise ConfigError(f"{cfg.source}: key '{key}': {p} is a file, expected a folder")
+
+
+def _check_input(cfg: Config, key: str, p: str) -> None:
+    if not os.path.exists(p):
+        raise ConfigError(f"{cfg.source}: key '{key}': file not found: {p}")
+    if os.path.isdir(p):
+        raise ConfigError(f"{cfg.source}: key '{key}': {p} is a folder, expected a file")
+    if not os.access(p, os.R_OK):
+        raise ConfigError(f"{cfg.source}: key '{key}': cannot read {p} (permission denied)")

@@ -1,41 +1,72 @@
-"""config -> reader -> tokenizer -> vocab -> ids: the data half of the pipeline, shared by every model.
+"""config -> reader -> tokenizer -> vocab: the data half of the pipeline, shared by every model.
 
-:func:`load_examples` reads and checks the data without TensorFlow, so a command can report
-bad data before it pays for importing TensorFlow; :func:`prepare_data` does the rest."""
+One streaming pass over ``train_data`` and ``eval_data`` (:func:`scan_data`) checks every line
+(``file:line`` messages, the 1% rule), collects the label set and counts the tokens of the
+training texts, holding one batch of lines at a time: memory does not grow with the number of
+lines. ``word`` models segment with jieba in that pass and keep the result in a cache
+(:mod:`data_helpers.segment_cache`). The training and eval batches are then read from the files
+by ``tf.data`` (:mod:`data_helpers.pipeline`).
+
+Without a tokenizer the pass needs no TensorFlow (:func:`load_examples`, for quick checks).
+"""
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import os
-from dataclasses import dataclass
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from data_helpers.config import ConfigError
 from data_helpers.io_utils import file_digest
-from data_helpers.reader import DataError, Examples, read_class_names, read_examples
+from data_helpers.reader import DataError, FileStats, read_class_names, scan_examples
+from data_helpers.sources import describe, expand_paths
 
-if TYPE_CHECKING:  # TensorFlow is imported only when prepare_data runs
-    from data_helpers.vocab import TextEncoder, VocabArtifacts
+if TYPE_CHECKING:  # TensorFlow is imported only when a tokenizer is used
+    from data_helpers.vocab import VocabArtifacts
+
+_BATCH = 8192
 
 
 @dataclass
-class LoadedExamples:
-    train: Examples
-    evals: Examples
+class DataScan:
+    """What one pass over the data found."""
+
     labels: list[str]  # id order
     binary: bool
+    train_files: list[str]
+    eval_files: list[str]
+    train_examples: int
+    eval_examples: int
+    train_label_counts: dict
+    class_names: list[str] | None = None
+    token_counts: collections.Counter = field(default_factory=collections.Counter)
+    longer_than_read: int = 0  # training texts with more tokens than sequence_length
 
 
 @dataclass
 class PreparedData:
+    """The vocabulary and where ``tf.data`` reads the examples (segmented cache files for ``word``)."""
+
     artifacts: "VocabArtifacts"
-    encoder: "TextEncoder"
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_eval: np.ndarray
-    y_eval: np.ndarray
-    eval_texts: list[str]
+    scan: DataScan
+    train_files: list[str]
+    eval_files: list[str]
+    id_to_name: list[str] | None  # integer labels in the files map through these names
+    separator: str  # "auto" (<SEP> or tab) for the user's files, "tab" for the cache
+    vocab_dir: str  # holds vocab.txt for the graph's lookup table
+
+    @property
+    def binary(self) -> bool:
+        return self.artifacts.binary
+
+    def cleanup(self) -> None:
+        """Remove the private vocab folder (when the vocab was not saved to output_path)."""
+        if os.path.basename(self.vocab_dir).startswith("textcls-vocab-"):
+            shutil.rmtree(self.vocab_dir, ignore_errors=True)
 
 
 def _label_order(labels: set[str]) -> list[str]:
@@ -44,21 +75,21 @@ def _label_order(labels: set[str]) -> list[str]:
     return sorted(labels)
 
 
-def resolve_labels(cfg, train_labels: list[str], class_names: list[str] | None) -> tuple[list[str], bool]:
+def resolve_labels(cfg, train_labels, class_names: list[str] | None) -> tuple[list[str], bool]:
     """The label list (id order) and whether the model is binary (one sigmoid output)."""
     seen = set(train_labels)
     labels = list(class_names) if class_names else _label_order(seen)
     if len(seen) < 2:
-        raise DataError(f"{cfg.train_data}: only one class ({next(iter(seen))!r}); a classifier needs at least two")
+        raise DataError(f"{describe(cfg.train_data)}: only one class ({next(iter(seen))!r}); a classifier needs at least two")
     if cfg.num_classes == 1:
         if len(labels) != 2:
             raise ConfigError(
-                f"{cfg.source}: key 'num_classes' is 1 (binary, sigmoid) but {cfg.train_data} has {len(labels)} labels; "
+                f"{cfg.source}: key 'num_classes' is 1 (binary, sigmoid) but {describe(cfg.train_data)} has {len(labels)} labels; "
                 f"set num_classes to {len(labels)} or null"
             )
         return labels, True
     if cfg.num_classes is not None and cfg.num_classes != len(labels):
-        where = cfg.class_names if class_names else cfg.train_data
+        where = cfg.class_names if class_names else describe(cfg.train_data)
         raise ConfigError(
             f"{cfg.source}: key 'num_classes' is {cfg.num_classes} but {where} has {len(labels)} labels "
             f"({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}); set num_classes to {len(labels)} or null"
@@ -66,10 +97,18 @@ def resolve_labels(cfg, train_labels: list[str], class_names: list[str] | None) 
     return labels, False
 
 
+def files_digest(spec) -> str:
+    """sha256 over the contents of every file ``spec`` names, in order."""
+    h = hashlib.sha256()
+    for path in expand_paths(spec):
+        h.update((file_digest(path) or "").encode())
+    return h.hexdigest()
+
+
 def data_settings(cfg) -> dict:
     """What, besides the tokenizer, decides the vocabulary and label ids."""
     return {
-        "train_data_sha256": file_digest(cfg.train_data),
+        "train_data_sha256": files_digest(cfg.train_data),
         "class_names_sha256": file_digest(cfg.class_names),
         "min_count": cfg.min_count,
         "vocab_size": cfg.vocab_size,
@@ -88,53 +127,135 @@ def _changed(old: dict, new: dict, prefix="") -> list[str]:
     return out
 
 
-def load_examples(cfg, log=print) -> LoadedExamples:
-    """Read train_data and eval_data and check their labels against each other and the config."""
+def _batches(files, names, log, stats_out, separator="auto"):
+    """(texts, labels) batches of every example in ``files``, streamed."""
+    texts, labels = [], []
+    for path in files:
+        stats = FileStats(path)
+        stats_out.append(stats)
+        if separator == "tab":
+            lines = _cache_lines(path, stats)
+        else:
+            lines = scan_examples(path, id_to_name=names, stats=stats, log=log)
+        for text, label in lines:
+            texts.append(text)
+            labels.append(label)
+            if len(texts) == _BATCH:
+                yield texts, labels
+                texts, labels = [], []
+    if texts:
+        yield texts, labels
+
+
+def _cache_lines(path, stats):
+    """The segmented cache's ``text<TAB>label`` lines (written by us: always well formed)."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            text, _, label = line.rstrip("\n").rpartition("\t")
+            stats.examples += 1
+            yield text, label
+
+
+def scan_data(cfg, tokenizer=None, log=print, segmenter=None, cached=None) -> DataScan:
+    """One pass over train_data and eval_data: checks, labels, token counts (with a tokenizer).
+
+    ``segmenter`` (word models): called with each batch of texts, returns them segmented; it
+    sees every training text before eval's, in file order (the cache writes them as it goes).
+    ``cached``: (train files, eval files) of a complete segmented cache to read instead.
+    """
     names = read_class_names(cfg.class_names) if cfg.class_names else None
-    train = read_examples(cfg.train_data, id_to_name=names, log=log)
-    evals = read_examples(cfg.eval_data, id_to_name=names, log=log)
-    labels, binary = resolve_labels(cfg, train.labels, names)
-    unseen = sorted(set(evals.labels) - set(train.labels))
+    train_files, eval_files = expand_paths(cfg.train_data), expand_paths(cfg.eval_data)
+    separator = "auto"
+    read_train, read_eval = train_files, eval_files
+    if cached is not None:
+        (read_train, read_eval), separator = cached, "tab"
+    train_labels: collections.Counter = collections.Counter()
+    counts: collections.Counter = collections.Counter()
+    longer = 0
+    stats: list[FileStats] = []
+    for texts, labels in _batches(read_train, names, log, stats, separator):
+        train_labels.update(labels)
+        if segmenter is not None:
+            texts = segmenter(texts, labels, "train")
+        if tokenizer is not None:
+            import tensorflow as tf
+
+            tokens = tokenizer.split(tf.constant(texts, tf.string))
+            counts.update(t.decode("utf-8") for t in tokens.flat_values.numpy())
+            longer += int((tokens.row_lengths().numpy() > cfg.sequence_length).sum())
+    n_train = sum(s.examples for s in stats)
+    labels, binary = resolve_labels(cfg, train_labels, names)
+    eval_stats: list[FileStats] = []
+    unseen: collections.Counter = collections.Counter()
+    for texts, labels_ in _batches(read_eval, names, log, eval_stats, separator):
+        unseen.update(label for label in labels_ if label not in train_labels)
+        if segmenter is not None:
+            segmenter(texts, labels_, "eval")
     if unseen:
-        n = sum(label in unseen for label in evals.labels)
+        first = sorted(unseen)[0]
         raise DataError(
-            f"{cfg.eval_data}: label {unseen[0]!r} never occurs in {cfg.train_data} "
-            f"({len(unseen)} unseen label(s), {n} eval examples)"
+            f"{describe(cfg.eval_data)}: label {first!r} never occurs in {describe(cfg.train_data)} "
+            f"({len(unseen)} unseen label(s), {sum(unseen.values())} eval examples)"
         )
-    return LoadedExamples(train, evals, labels, binary)
-
-
-def prepare_data(cfg, examples: LoadedExamples | None = None, log=print) -> PreparedData:
-    """Build (or confirm) the vocabulary in output_path and encode both files."""
-    from data_helpers.tokenizer import Tokenizer
-    from data_helpers.vocab import TextEncoder, VocabArtifacts, build_vocab, count_tokens
-
-    ex = examples or load_examples(cfg, log=log)
-    train, evals, labels, binary = ex.train, ex.evals, ex.labels, ex.binary
-    label_id = {label: i for i, label in enumerate(labels)}
-    tokenizer = Tokenizer.from_run_config(cfg)
-    tokens = build_vocab(count_tokens(tokenizer, train.texts), cfg.min_count, cfg.vocab_size)
-    artifacts = VocabArtifacts(tokens, labels, tokenizer.get_config(), cfg.sequence_length, binary, data_settings(cfg))
-    _save_vocab(artifacts, cfg.output_path, log)
-    log(f"vocab: {len(tokens)} tokens ({cfg.tokenizer}), {len(labels)} labels, fingerprint {artifacts.fingerprint}")
-
-    encoder = TextEncoder(tokenizer, os.path.join(cfg.output_path, "vocab.txt"), cfg.sequence_length)
-    return PreparedData(
-        artifacts=artifacts,
-        encoder=encoder,
-        x_train=encoder.encode(train.texts),
-        y_train=np.array([label_id[label] for label in train.labels], np.int32),
-        x_eval=encoder.encode(evals.texts),
-        y_eval=np.array([label_id[label] for label in evals.labels], np.int32),
-        eval_texts=evals.texts,
+    return DataScan(
+        labels=labels, binary=binary, train_files=train_files, eval_files=eval_files,
+        train_examples=n_train, eval_examples=sum(s.examples for s in eval_stats),
+        train_label_counts=dict(train_labels), class_names=names, token_counts=counts, longer_than_read=longer,
     )
+
+
+def load_examples(cfg, log=print) -> DataScan:
+    """Check train_data and eval_data (lines, labels, the config's num_classes) without TensorFlow."""
+    return scan_data(cfg, None, log=log)
+
+
+def prepare_data(cfg, log=print, save: bool = True, cache_writer: bool = True) -> PreparedData:
+    """Scan the data, build the vocabulary, and say where ``tf.data`` reads the examples.
+
+    ``save=False`` writes nothing to output_path: the vocab goes to a private folder and the
+    caller saves ``artifacts`` with :func:`save_vocab` once it knows the run goes ahead (a
+    refused resume must leave the folder as it was). ``cache_writer=False`` (a worker other
+    than the chief) keeps a ``word`` model's segmented cache in a private folder too.
+    """
+    from data_helpers import segment_cache
+    from data_helpers.tokenizer import Tokenizer
+    from data_helpers.vocab import VocabArtifacts, build_vocab
+
+    tokenizer = Tokenizer.from_run_config(cfg)
+    if cfg.tokenizer == "word":
+        cache = segment_cache.SegmentCache(cfg, tokenizer, writable=cache_writer, log=log)
+        if cache.complete():
+            log(f"segmented text: reusing {cache.folder}")
+            scan = scan_data(cfg, tokenizer, log=log, cached=(cache.train_files(), cache.eval_files()))
+        else:
+            with cache.writing() as segment:
+                scan = scan_data(cfg, tokenizer, log=log, segmenter=segment)
+        files, separator, id_to_name = (cache.train_files(), cache.eval_files()), "tab", None
+    else:
+        scan = scan_data(cfg, tokenizer, log=log)
+        files, separator, id_to_name = (scan.train_files, scan.eval_files), "auto", scan.class_names
+    tokens = build_vocab(scan.token_counts, cfg.min_count, cfg.vocab_size)
+    artifacts = VocabArtifacts(tokens, scan.labels, tokenizer.get_config(), cfg.sequence_length, scan.binary, data_settings(cfg))
+    log(f"vocab: {len(tokens)} tokens ({cfg.tokenizer}), {len(scan.labels)} labels, fingerprint {artifacts.fingerprint}")
+    if scan.longer_than_read:
+        log(
+            f"{scan.longer_than_read} of {scan.train_examples} training texts have more than sequence_length="
+            f"{cfg.sequence_length} tokens; only their first {cfg.sequence_length} are read"
+        )
+    if save:
+        save_vocab(artifacts, cfg.output_path, log)
+        folder = cfg.output_path
+    else:
+        folder = tempfile.mkdtemp(prefix="textcls-vocab-")
+        artifacts.save(folder)
+    return PreparedData(artifacts, scan, files[0], files[1], id_to_name, separator, folder)
 
 
 def _summary(a) -> dict:
     return {"tokenizer": a.tokenizer, "sequence_length": a.sequence_length, "binary": a.binary, "labels": a.labels, **a.settings}
 
 
-def _save_vocab(artifacts, folder: str, log) -> None:
+def save_vocab(artifacts, folder: str, log=print) -> None:
     """Save the vocab; say so when it replaces one built with other settings or data."""
     from data_helpers.vocab import StaleVocabError, VocabArtifacts
 

@@ -46,7 +46,18 @@ def file_digest(path: str | None) -> str | None:
     return h.hexdigest()
 
 
+class InjectedFault(RuntimeError):
+    """Raised at a fault point named in :data:`RAISE_AT` (in-process crash tests)."""
+
+
+# Names of fault points that raise InjectedFault: a test's cheap stand-in for a kill.
+RAISE_AT: set = set()
+
+
 def fault_point(name: str) -> None:
-    """Fault injection for the crash-safety tests: TEXTCLS_KILL_AT=<name> SIGKILLs the process here."""
+    """Fault injection for the crash-safety tests: TEXTCLS_KILL_AT=<name> SIGKILLs the process
+    here; a name in RAISE_AT raises InjectedFault."""
     if os.environ.get("TEXTCLS_KILL_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    if name in RAISE_AT:
+        raise InjectedFault(name)

@@ -22,9 +22,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
-__all__ = ["DataError", "Examples", "read_class_names", "read_examples"]
+from data_helpers.sources import open_binary
+
+__all__ = ["DataError", "Examples", "FileStats", "read_class_names", "read_examples", "scan_examples"]
 
 SEP = "<SEP>"
 _BOM = b"\xef\xbb\xbf"
@@ -76,15 +78,19 @@ def _read_bytes(path) -> tuple[str, bytes]:
         raise DataError(f"{name}: cannot read ({e.strerror or e})") from None
 
 
-def _lines(name: str, data: bytes) -> list[bytes]:
-    """Split file contents into lines (LF, CRLF or CR ends), dropping a UTF-8 BOM."""
+def _start_of_file(name: str, data: bytes) -> bytes:
+    """The file's first bytes without a UTF-8 BOM; a UTF-16 file is refused."""
     if data.startswith(_UTF16_BOMS):
         raise DataError(
             f"{name} looks UTF-16-encoded, not UTF-8: convert it with "
             f"`iconv -f UTF-16 -t UTF-8 {name} > {name}.utf8`"
         )
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
+    return data[len(_BOM):] if data.startswith(_BOM) else data
+
+
+def _lines(name: str, data: bytes) -> list[bytes]:
+    """Split file contents into lines (LF, CRLF or CR ends), dropping a UTF-8 BOM."""
+    data = _start_of_file(name, data)
     # bytes.splitlines() splits on \n, \r\n and \r only. In UTF-8 and in GBK
     # these bytes never occur inside a multi-byte character.
     return data.splitlines()
@@ -197,16 +203,94 @@ def read_examples(
         DataError: missing/unreadable path or a directory; a GBK (or UTF-16)
             encoded file; too many malformed lines; no examples at all.
     """
+    name, data = _read_bytes(path)
+    stats = FileStats(name)
+    pairs = list(_examples(name, _lines(name, data), id_to_name, max_bad_fraction, stats, log))
+    return Examples(texts=[t for t, _ in pairs], labels=[label for _, label in pairs], path=name, skipped=stats.skipped)
+
+
+def _check_file(name, nonblank, examples, skipped, bad_first, not_utf8, n_not_utf8, max_bad_fraction, log) -> None:
+    """The checks that need the whole file: GBK, no examples, too many malformed lines."""
+    if n_not_utf8 * 2 > nonblank and not_utf8 and _decodes_as_gbk(not_utf8):
+        raise DataError(
+            f"{name} looks GBK-encoded, not UTF-8: convert it with "
+            f"`iconv -f GBK -t UTF-8 {name} > {name}.utf8`"
+        )
+    if nonblank == 0:
+        raise DataError(f"{name}: no examples (empty file or only blank lines)")
+    if skipped and skipped / nonblank > max_bad_fraction:
+        raise DataError(
+            f"{name}: {skipped} of {nonblank} non-blank lines are malformed "
+            f"({skipped / nonblank:.1%}, more than max_bad_fraction={max_bad_fraction:g}); "
+            f"first: {bad_first}"
+        )
+    if not examples:  # only reachable with max_bad_fraction=1
+        raise DataError(f"{name}: no examples ({skipped} malformed lines; first: {bad_first})")
+    if skipped:
+        noun = "line" if skipped == 1 else "lines"
+        log(f"{name}: skipped {skipped} malformed {noun} of {nonblank} (first: {bad_first})")
+
+
+@dataclass
+class FileStats:
+    """What :func:`scan_examples` found in one file."""
+
+    path: str
+    examples: int = 0
+    skipped: int = 0
+
+
+def _stream_lines(name: str) -> Iterator[bytes]:
+    """The lines of a plain or .gz file, one at a time (LF or CRLF ends; a UTF-8 BOM dropped)."""
+    try:
+        f = open_binary(name)
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{name}: is a directory, expected a text file") from None
+    except PermissionError:
+        raise DataError(f"{name}: permission denied") from None
+    with f:
+        first = True
+        try:
+            for raw in f:
+                if first:
+                    first = False
+                    raw = _start_of_file(name, raw)
+                yield raw.rstrip(b"\r\n")
+        except (OSError, EOFError) as e:  # a truncated or corrupt .gz
+            raise DataError(f"{name}: cannot read ({e})") from None
+
+
+def scan_examples(
+    path,
+    *,
+    id_to_name: list[str] | None = None,
+    max_bad_fraction: float = 0.01,
+    stats: FileStats | None = None,
+    log: Callable[[str], object] = print,
+) -> Iterator[tuple[str, str]]:
+    """Stream the ``(text, label)`` examples of one file, holding one line at a time.
+
+    The same rules and messages as :func:`read_examples` (lines end at LF; a CR before it is
+    dropped); the checks that need the whole file (the share of malformed lines, no examples)
+    raise DataError once the file is read, so a caller must read to the end. ``stats`` is
+    filled in as the file is read.
+    """
+    name = os.fsdecode(os.fspath(path))
+    stats = stats if stats is not None else FileStats(name)
+    yield from _examples(name, _stream_lines(name), id_to_name, max_bad_fraction, stats, log)
+
+
+def _examples(name, raw_lines, id_to_name, max_bad_fraction, stats: FileStats, log) -> Iterator[tuple[str, str]]:
+    """The well-formed (text, label) pairs of ``raw_lines``, counted in ``stats``; the whole-file
+    checks once the lines are read."""
     if not 0.0 <= max_bad_fraction <= 1.0:
         raise ValueError(f"max_bad_fraction must be between 0 and 1, got {max_bad_fraction!r}")
-    name, data = _read_bytes(path)
-
-    texts: list[str] = []
-    labels: list[str] = []
-    bad: list[str] = []  # "path:line: problem" for each malformed line
-    not_utf8: list[bytes] = []
-    nonblank = 0
-    for lineno, raw in enumerate(_lines(name, data), start=1):
+    bad_first: str | None = None
+    not_utf8: list[bytes] = []  # the first few, for the GBK check
+    nonblank = n_not_utf8 = 0
+    for lineno, raw in enumerate(raw_lines, start=1):
         line, problem = _decode(raw)
         if problem is None:
             if not line.strip():
@@ -214,31 +298,17 @@ def read_examples(
             parsed = _parse(line, id_to_name)
             if isinstance(parsed, tuple):
                 nonblank += 1
-                texts.append(parsed[0])
-                labels.append(parsed[1])
+                stats.examples += 1
+                yield parsed
                 continue
             problem = parsed
         else:
-            not_utf8.append(raw)
+            n_not_utf8 += 1
+            if len(not_utf8) < 1000:
+                not_utf8.append(raw)
         nonblank += 1
-        bad.append(f"{name}:{lineno}: {problem}")
-
-    if not_utf8 and len(not_utf8) * 2 > nonblank and _decodes_as_gbk(not_utf8):
-        raise DataError(
-            f"{name} looks GBK-encoded, not UTF-8: convert it with "
-            f"`iconv -f GBK -t UTF-8 {name} > {name}.utf8`"
-        )
-    if nonblank == 0:
-        raise DataError(f"{name}: no examples (empty file or only blank lines)")
-    if bad and len(bad) / nonblank > max_bad_fraction:
-        raise DataError(
-            f"{name}: {len(bad)} of {nonblank} non-blank lines are malformed "
-            f"({len(bad) / nonblank:.1%}, more than max_bad_fraction={max_bad_fraction:g}); "
-            f"first: {bad[0]}"
-        )
-    if not texts:  # only reachable with max_bad_fraction=1
-        raise DataError(f"{name}: no examples ({len(bad)} malformed lines; first: {bad[0]})")
-    if bad:
-        noun = "line" if len(bad) == 1 else "lines"
-        log(f"{name}: skipped {len(bad)} malformed {noun} of {nonblank} (first: {bad[0]})")
-    return Examples(texts=texts, labels=labels, path=name, skipped=len(bad))
+        stats.skipped += 1
+        bad_first = bad_first or f"{name}:{lineno}: {problem}"
+        if len(not_utf8) == 200 and stats.examples < 200 and _decodes_as_gbk(not_utf8):
+            break  # clearly GBK: say so now rather than after the whole file
+    _check_file(name, nonblank, stats.examples, stats.skipped, bad_first, not_utf8, n_not_utf8, max_bad_fraction, log)

@@ -14,10 +14,13 @@ hidden temporary folder and renamed, so a reader never sees half an export.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
 import shutil
 import tempfile
+import time
 
 import keras
 import tensorflow as tf
@@ -100,13 +103,16 @@ def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str)
 
 
 def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, keep: int = 3, log=print) -> str:
-    """Write the next version under base_dir (atomically) and keep the newest ``keep`` versions."""
+    """Write the next version under base_dir (atomically) and keep the newest ``keep`` versions.
+
+    The staging folder is locked while it is written, so another process's clean-up never
+    removes it, and two exporters never take the same version number.
+    """
     os.makedirs(base_dir, exist_ok=True)
     clean_partial_exports(base_dir, log)
-    version = (export_versions(base_dir) or [0])[-1] + 1
-    while os.path.exists(os.path.join(base_dir, str(version))):  # a broken folder of that number
-        version += 1
     tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=base_dir)
+    lock = os.open(os.path.join(tmp, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         asset_dir = os.path.join(tmp, ".staging-assets")
         artifacts.save(asset_dir)
@@ -117,20 +123,46 @@ def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, k
             shutil.copyfile(os.path.join(asset_dir, name), os.path.join(assets, name))
         if artifacts.tokenizer.get("user_dict"):
             shutil.copyfile(artifacts.tokenizer["user_dict"], os.path.join(assets, "user_dict.txt"))
-        final = os.path.join(base_dir, str(version))
         fault_point("export")
-        os.rename(os.path.join(tmp, "model"), final)
+        version = (export_versions(base_dir) or [0])[-1] + 1
+        while True:
+            final = os.path.join(base_dir, str(version))
+            try:
+                os.rename(os.path.join(tmp, "model"), final)  # fails when that folder exists and is not empty
+                break
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                version += 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        os.close(lock)
     for old in export_versions(base_dir)[:-keep]:
         shutil.rmtree(os.path.join(base_dir, str(old)), ignore_errors=True)
     log(f"exported SavedModel version {version} to {final}")
     return final
 
 
+def _held_by_a_live_export(folder: str) -> bool:
+    """True while an exporting process holds the folder's lock (or may be about to take it)."""
+    path = os.path.join(folder, ".lock")
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:  # made a moment ago and not locked yet, or left by a crash
+        return time.time() - os.path.getmtime(folder) < 60
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def clean_partial_exports(base_dir: str, log=print) -> None:
-    """Remove the temporary folders of exports that a crash interrupted."""
+    """Remove the temporary folders of exports that a crash interrupted (never a live one)."""
     for d in os.listdir(base_dir):
-        if d.startswith(TMP_PREFIX):
-            shutil.rmtree(os.path.join(base_dir, d), ignore_errors=True)
+        path = os.path.join(base_dir, d)
+        if d.startswith(TMP_PREFIX) and not _held_by_a_live_export(path):
+            shutil.rmtree(path, ignore_errors=True)
             log(f"{base_dir}: removed {d}, left by an interrupted export")

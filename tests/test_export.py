@@ -3,6 +3,7 @@ TensorFlow in a new process that answers exactly as the Predictor does."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -76,11 +77,23 @@ def test_versions_count_up_and_old_ones_are_pruned(trained, tmp_path):
     model = _model_from(cfg)
     art = VocabArtifacts.load(cfg.output_path)
     base = str(tmp_path / "pb")
-    os.makedirs(os.path.join(base, ".tmp-export-crashed"))
-    for _ in range(4):
-        export_model(model, art, base, keep=2, log=quiet)
-    assert export_versions(base) == [3, 4]
-    assert sorted(os.listdir(base)) == ["3", "4"]  # the crashed export's leftovers are gone
+    crashed = os.path.join(base, ".tmp-export-crashed")
+    os.makedirs(crashed)
+    os.utime(crashed, (0, 0))  # left long ago by a crash: no live process holds it
+    # A live export of another process: its staging folder is locked and must survive.
+    live = os.path.join(base, ".tmp-export-live")
+    os.makedirs(live)
+    fd = os.open(os.path.join(live, ".lock"), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        for _ in range(4):
+            export_model(model, art, base, keep=2, log=quiet)
+        assert export_versions(base) == [3, 4]
+        assert sorted(os.listdir(base)) == [".tmp-export-live", "3", "4"]  # the crashed export's leftovers are gone
+    finally:
+        os.close(fd)
+    export_model(model, art, base, keep=2, log=quiet)  # released: now it is a leftover
+    assert sorted(os.listdir(base)) == ["4", "5"]
 
 
 def _model_from(cfg):

@@ -108,3 +108,22 @@ class LazyAdamW(_LazyRows, keras.optimizers.AdamW):
     model.compile(optimizer=LazyAdamW(learning_rate=2e-3, weight_decay=0.004), loss=...)
     ```
     """
+
+
+class _PreReducedGradients:
+    """Takes gradients already summed over replicas (trainers.loop sums, merges repeated rows and
+    clips them first), so it does not all-reduce them again: a second all-reduce of an embedding's
+    IndexedSlices would concatenate the replicas' rows into duplicates."""
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        return list(grads_and_vars)
+
+
+_PRE_REDUCED: dict = {}
+
+
+def pre_reduced(cls: type) -> type:
+    """``cls`` (a Keras optimizer class) taking gradients that are already summed over replicas."""
+    if cls not in _PRE_REDUCED:
+        _PRE_REDUCED[cls] = type(cls.__name__, (_PreReducedGradients, cls), {"__module__": __name__})
+    return _PRE_REDUCED[cls]

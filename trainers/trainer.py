@@ -1,8 +1,10 @@
-"""The one trainer every model uses: ``model.fit`` with callbacks, inside a tf.distribute scope.
+"""The one trainer every model uses, on one CPU, several GPUs or several machines alike.
 
-config -> data (data_helpers.dataset) -> model (models) -> fit (evaluation every eval_every
-steps, checkpoints every checkpoint_every steps, the best weights by eval macro-F1,
-TensorBoard) -> report of the best model -> SavedModel export (predictors.export).
+config -> strategy (trainers.strategy) -> data (data_helpers.dataset, data_helpers.pipeline)
+-> model (models) -> training loop (trainers.loop: ``strategy.run`` in a ``tf.function``), with
+evaluation every eval_every steps (trainers.evaluation) and checkpoints every checkpoint_every
+steps (trainers.run_state) -> report of the best model -> SavedModel export (predictors.export).
+Only the chief logs and writes.
 """
 
 from __future__ import annotations
@@ -15,15 +17,22 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from data_helpers.dataset import LoadedExamples, PreparedData, prepare_data
-from data_helpers.io_utils import atomic_write_json, fault_point, read_json
-from data_helpers.vocab import fingerprint
+from data_helpers.dataset import PreparedData, prepare_data, save_vocab
+from data_helpers.io_utils import atomic_write_json, fault_point
+from data_helpers.pipeline import eval_batches, shards_by_file, training_batches
+from data_helpers.tokenizer import Tokenizer
+from data_helpers.vocab import TextEncoder
 from data_helpers.word_vectors import load_word_vectors
 from models import build_model
 from predictors.export import export_model
-from trainers.optimizers import LazyAdam, LazyAdamW
+from trainers.evaluation import eval_metrics, evaluation_report, predict_dataset
+from trainers.loop import TrainStep
+from trainers.optimizers import LazyAdam, LazyAdamW, pre_reduced
+from trainers.run_state import ResumeError, RunLock, RunState
+from trainers.strategy import describe, strategy_from_env, worker_info
+
+__all__ = ["OPTIMIZERS", "ClusterError", "ResumeError", "Trainer", "TrainingInterrupted", "set_seed"]
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -41,223 +50,28 @@ def set_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _inference_fn(model: keras.Model):
-    fn = getattr(model, "_textcls_infer", None)
-    if fn is None:
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, None], tf.int32)])
-        model._textcls_infer = fn
-    return fn
-
-
-def predict_probabilities(model: keras.Model, x: np.ndarray, binary: bool, batch_size: int = 256) -> np.ndarray:
-    """[n, n_labels] probabilities (a binary model's one sigmoid output becomes two columns).
-
-    Texts go in length order, each batch cut to its longest text: the models ignore
-    padding, so this only saves time.
-    """
-    fn = _inference_fn(model)
-    lengths = (x != 0).sum(axis=1)
-    order = np.argsort(lengths, kind="stable")
-    width_out = 1 if binary else model.output_shape[-1]
-    out = np.zeros((len(x), width_out), np.float32)
-    for i in range(0, len(x), batch_size):
-        idx = order[i : i + batch_size]
-        out[idx] = fn(tf.constant(x[idx, : max(1, int(lengths[idx].max()))])).numpy()
-    return np.concatenate([1.0 - out, out], axis=1) if binary else out
-
-
-def bucket_boundaries(sequence_length: int) -> list[int]:
-    """Length buckets for training batches: 8, 12, 18, 27, ... below sequence_length."""
-    out, b = [], 8
-    while b < sequence_length:
-        out.append(b)
-        b = int(b * 1.5)
-    return out
-
-
-def eval_metrics(probs: np.ndarray, y: np.ndarray) -> dict:
-    pred = probs.argmax(axis=1)
-    p_true = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
-    return {
-        "loss": float(-np.log(p_true).mean()),
-        "accuracy": float(accuracy_score(y, pred)),
-        "macro_f1": float(f1_score(y, pred, average="macro", labels=np.arange(probs.shape[1]), zero_division=0)),
-    }
-
-
-def evaluation_report(probs: np.ndarray, y: np.ndarray, labels: list[str]) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1 by class name, confusion matrix."""
-    pred = probs.argmax(axis=1)
-    ids = list(range(len(labels)))
-    per_class = classification_report(y, pred, labels=ids, target_names=labels, output_dict=True, zero_division=0)
-    return {
-        **eval_metrics(probs, y),
-        "examples": int(len(y)),
-        "per_class": {name: per_class[name] for name in labels},
-        "confusion_matrix": {"labels": labels, "rows_true_cols_predicted": confusion_matrix(y, pred, labels=ids).tolist()},
-        "table": classification_report(y, pred, labels=ids, target_names=labels, digits=4, zero_division=0),
-    }
-
-
-class EvalAndCheckpoint(keras.callbacks.Callback):
-    """Every eval_every steps (and at each epoch's end): loss, accuracy and macro-F1 on the
-    eval data, the best weights by macro-F1 saved apart. Every checkpoint_every steps: a
-    checkpoint (model and optimizer) through a CheckpointManager that keeps the last few."""
-
-    def __init__(self, data: PreparedData, cfg, run: "RunState", log=print, stop_event=None):
-        super().__init__()
-        self.data, self.cfg, self.run, self.log = data, cfg, run, log
-        self.stop_event = stop_event
-        self.stopped_at = None
-        self.writer = tf.summary.create_file_writer(os.path.join(cfg.output_path, "logs", "eval"))
-        self._last_eval_step = -1
-
-    @property
-    def best(self) -> dict:
-        return self.run.best
-
-    @property
-    def history(self) -> list:
-        return self.run.history
-
-    def step(self) -> int:
-        return int(self.model.optimizer.iterations.numpy())
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = self.step()
-        fault_point(f"step:{step}")
-        if step % self.cfg.eval_every == 0:
-            self.evaluate(step)
-        if step % self.cfg.checkpoint_every == 0:
-            self.run.checkpoint(step)
-        if self.stop_event is not None and self.stop_event.is_set():
-            self.run.checkpoint(step)
-            self.stopped_at = step
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.evaluate(self.step())
-
-    def evaluate(self, step: int) -> None:
-        if step == self._last_eval_step:
-            return
-        self._last_eval_step = step
-        probs = predict_probabilities(self.model, self.data.x_eval, self.data.artifacts.binary)
-        m = eval_metrics(probs, self.data.y_eval)
-        better = m["macro_f1"] > self.best["macro_f1"]
-        if better:
-            self.run.save_best(self.model, {**m, "step": step})
-        self.history.append({"step": step, **m})
-        with self.writer.as_default(step=step):
-            for k, v in m.items():
-                tf.summary.scalar(k, v)
-        self.log(
-            f"\nstep {step}: eval loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}"
-            + ("  (best so far)" if better else "")
-        )
-
-
-class ResumeError(RuntimeError):
-    """ckpt_model_path holds checkpoints that this config cannot resume (one clear line)."""
-
-
 class TrainingInterrupted(RuntimeError):
     """Training stopped on request (SIGINT/SIGTERM) after writing a checkpoint."""
 
 
-# Keys that do not change what a run computes: changing them between a kill and the resume is fine.
-_RESUME_FREE_KEYS = {"eval_every", "checkpoint_every", "max_checkpoints", "keep_exports", "output_path", "pb_model_path", "ckpt_model_path"}
+class ClusterError(RuntimeError):
+    """Another worker of a multi-worker run stopped; this one stops too (one clear line)."""
 
 
-class RunState:
-    """A run's checkpoints and bookkeeping in ckpt_model_path, all crash-safe.
+# What a collective op raises once TensorFlow's health check has found a peer down.
+_PEER_LOST = (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError,
+              tf.errors.InternalError, tf.errors.FailedPreconditionError, tf.errors.AbortedError)
 
-    - ``ckpt-<step>`` (tf.train.CheckpointManager: model, optimizer with its step counter and
-      learning-rate schedule); the manager updates its index file only after a checkpoint is
-      complete, so a kill mid-write leaves the previous one in charge.
-    - ``train_state.json``: which run the checkpoints belong to (a fingerprint of the vocab and
-      every config key that changes the computation), the eval history, whether it completed.
-    - ``best.weights.h5`` + ``best.json``: the best weights by eval macro-F1 and their scores.
-    Every file is written to a temporary name and renamed.
-    """
 
-    def __init__(self, cfg, model, vocab_fingerprint: str, log=print):
-        self.cfg, self.model, self.log = cfg, model, log
-        self.dir = cfg.ckpt_model_path
-        os.makedirs(self.dir, exist_ok=True)
-        settings = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_FREE_KEYS}
-        self.fingerprint = fingerprint({"vocab": vocab_fingerprint, "config": settings})
-        self.ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-        self.manager = tf.train.CheckpointManager(self.ckpt, self.dir, max_to_keep=cfg.max_checkpoints)
-        self.state_path = os.path.join(self.dir, "train_state.json")
-        self.best_path = os.path.join(self.dir, "best.weights.h5")
-        self.best = {"macro_f1": -1.0, "step": 0}
-        self.history: list[dict] = []
-
-    def _clear(self) -> None:
-        for name in os.listdir(self.dir):
-            if name.startswith(("ckpt-", "checkpoint", "best.", ".best.", "train_state.json", ".train_state.json")):
-                os.remove(os.path.join(self.dir, name))
-        self.manager = tf.train.CheckpointManager(self.ckpt, self.dir, max_to_keep=self.cfg.max_checkpoints)
-
-    def start(self, restart: bool = False) -> int:
-        """Resume from the last complete checkpoint (returns its step) or start afresh (0)."""
-        latest = self.manager.latest_checkpoint
-        state = None
-        if os.path.exists(self.state_path):
-            try:
-                state = read_json(self.state_path)
-            except ValueError:
-                state = None
-        if restart:
-            self._clear()
-            self.log(f"{self.dir}: --restart: previous checkpoints removed, starting afresh")
-        elif latest and state and state.get("completed"):
-            self._clear()
-            self.log(f"{self.dir}: the previous run there completed; starting a new one")
-        elif latest:
-            if not state or state.get("run") != self.fingerprint:
-                raise ResumeError(
-                    f"{self.dir} holds checkpoints of a run with other settings or data; "
-                    "use --restart to start afresh (they will be deleted) or point ckpt_model_path elsewhere"
-                )
-            self.model.optimizer.build(self.model.trainable_variables)
-            self.ckpt.restore(latest).assert_existing_objects_matched()
-            step = int(self.model.optimizer.iterations.numpy())
-            self.history = [h for h in state.get("history", []) if h["step"] <= step]
-            best_json = os.path.join(self.dir, "best.json")
-            if os.path.exists(best_json) and os.path.exists(self.best_path):
-                self.best = read_json(best_json)
-            self.log(f"resuming from {latest}: step {step}, best eval macro-F1 so far {self.best['macro_f1']:.4f}")
-            return step
-        elif os.listdir(self.dir):
-            self._clear()  # leftovers without a complete checkpoint
-        self._write_state(completed=False)
-        return 0
-
-    def _write_state(self, completed: bool) -> None:
-        atomic_write_json(self.state_path, {"run": self.fingerprint, "completed": completed, "history": self.history})
-
-    def checkpoint(self, step: int) -> None:
-        if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
-            return
-        self._write_state(completed=False)
-        fault_point(f"checkpoint:{step}")
-        self.manager.save(checkpoint_number=step)
-
-    def save_best(self, model, metrics: dict) -> None:
-        tmp = os.path.join(self.dir, ".best.tmp.weights.h5")
-        model.save_weights(tmp)
-        os.replace(tmp, self.best_path)
-        atomic_write_json(os.path.join(self.dir, "best.json"), metrics)
-        self.best = metrics
-
-    def complete(self) -> None:
-        self._write_state(completed=True)
+def _silent(*args, **kwargs):
+    pass
 
 
 class Trainer:
     """Trains, evaluates and exports the model a config describes.
+
+    The strategy comes from the environment (see :mod:`trainers.strategy`); ``batch_size`` is
+    the global batch, split over every replica of every worker.
 
     Example:
         >>> from data_helpers.config import load_config
@@ -268,13 +82,15 @@ class Trainer:
     def __init__(self, cfg, log=print, verbose: int | None = None, restart: bool = False, stop_event=None):
         """``restart``: ignore and delete checkpoints in ckpt_model_path instead of resuming.
         ``stop_event`` (a threading.Event): when set, training stops after the current step,
-        writes a checkpoint and raises :class:`TrainingInterrupted`."""
+        writes a checkpoint and raises :class:`TrainingInterrupted`.
+        ``verbose``: 0 silent, 1 a progress bar, 2 one line per epoch (default: 1 on a terminal)."""
         self.cfg = cfg
         self.log = log
         self.verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
         self.restart = restart
         self.stop_event = stop_event
 
+    # ---- building -------------------------------------------------------------------
     def _learning_rate(self, total_steps: int):
         cfg = self.cfg
         if cfg.lr_schedule == "constant":
@@ -287,7 +103,8 @@ class Trainer:
             warmup_steps=warmup,
         )
 
-    def _build(self, data: PreparedData, total_steps: int):
+    def _build(self, data: PreparedData, total_steps: int, log):
+        """The model and its optimizer (clipping is the training step's: see trainers.loop)."""
         cfg = self.cfg
         num_outputs = 1 if data.artifacts.binary else len(data.artifacts.labels)
         model = build_model(cfg, len(data.artifacts.tokens), num_outputs)
@@ -297,88 +114,146 @@ class Trainer:
             table = keras.ops.convert_to_numpy(emb)
             table[rows] = vecs
             emb.assign(table)
-            self.log(
+            log(
                 f"word vectors: {len(rows)} of {len(data.artifacts.tokens) - 2} vocabulary tokens "
                 f"initialised from {cfg.word_vectors_path}"
             )
         cls = OPTIMIZERS[cfg.optimization]
         extra = {"weight_decay": cfg.weight_decay} if issubclass(cls, keras.optimizers.AdamW) else {}
-        optimizer = cls(learning_rate=self._learning_rate(total_steps), global_clipnorm=cfg.max_grad_norm, **extra)
-        if num_outputs == 1:
-            loss = keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)
-            metrics = [keras.metrics.BinaryAccuracy(name="accuracy")]
-        else:
-            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-        return model
+        optimizer = pre_reduced(cls)(learning_rate=self._learning_rate(total_steps), **extra)
+        optimizer.build(model.trainable_variables)
+        return model, optimizer
 
-    def _dataset(self, data: PreparedData) -> tf.data.Dataset:
-        cfg = self.cfg
-        if data.artifacts.binary:
-            y = data.y_train.astype(np.float32)[:, None]
-        else:
-            y = np.eye(len(data.artifacts.labels), dtype=np.float32)[data.y_train]
-        lengths = (data.x_train != 0).sum(axis=1).astype(np.int32)
-        ds = tf.data.Dataset.from_tensor_slices((data.x_train, y, lengths))
-        # An endless stream cut into epochs of a fixed number of steps (fit's steps_per_epoch):
-        # bucketing makes the batch count vary a little from pass to pass.
-        ds = ds.shuffle(len(y), seed=cfg.seed, reshuffle_each_iteration=True).repeat()
-        # Batches of texts of similar length, each cut to its longest text: the models
-        # ignore padding, so this changes nothing but the time a step takes.
-        boundaries = bucket_boundaries(cfg.sequence_length)
-        ds = ds.bucket_by_sequence_length(
-            lambda x, y, n: n, boundaries, [cfg.batch_size] * (len(boundaries) + 1), no_padding=True
+    # ---- evaluation -------------------------------------------------------------------
+    def _evaluate(self, model, evals, binary, run: RunState, step: int, writer, log) -> None:
+        m = eval_metrics(*predict_dataset(model, evals, binary))
+        better = m["macro_f1"] > run.best["macro_f1"]
+        if better:
+            run.save_best({**m, "step": step})
+        run.history.append({"step": step, **m})
+        with writer.as_default(step=step):
+            for k, v in m.items():
+                tf.summary.scalar(k, v)
+        log(
+            f"\nstep {step}: eval loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}"
+            + ("  (best so far)" if better else "")
         )
-        ds = ds.map(lambda x, y, n: (x[:, : tf.maximum(1, tf.reduce_max(n))], y))
-        return ds.prefetch(tf.data.AUTOTUNE)
 
-    def train(self, examples: LoadedExamples | None = None) -> dict:
-        """Train, evaluate and export; ``examples`` from :func:`load_examples` if already read."""
-        cfg, log = self.cfg, self.log
+    # ---- the run --------------------------------------------------------------------------
+    def train(self) -> dict:
+        """Train, evaluate and export."""
+        cfg = self.cfg
+        strategy = strategy_from_env()  # before any other TensorFlow op
+        info = worker_info()
+        log = self.log if info.is_chief else _silent
         set_seed(cfg.seed)
-        t0 = time.time()
-        data = prepare_data(cfg, examples, log=log)
-        log(f"data: {len(data.y_train)} training and {len(data.y_eval)} eval examples ({time.time() - t0:.1f} s)")
+        lock = RunLock(cfg.ckpt_model_path) if info.is_chief else None
+        try:
+            return self._train(strategy, info, log)
+        finally:
+            if lock is not None:
+                lock.release()
 
-        steps = math.ceil(len(data.y_train) / cfg.batch_size)
-        strategy = tf.distribute.get_strategy()
+    def _train(self, strategy, info, log) -> dict:
+        cfg = self.cfg
+        t0 = time.time()
+        data = prepare_data(cfg, log=log, save=False, cache_writer=info.is_chief)
+        try:
+            return self._train_on(strategy, info, data, log, t0)
+        finally:
+            data.cleanup()
+
+    def _train_on(self, strategy, info, data: PreparedData, log, t0) -> dict:
+        cfg = self.cfg
+        scan = data.scan
+        log(f"data: {scan.train_examples} training and {scan.eval_examples} eval examples ({time.time() - t0:.1f} s)")
+        log(f"strategy: {describe(strategy, info)}; global batch {cfg.batch_size}")
+        if info.count > 1:
+            how = ("by file: this worker reads every {n}th of {f} training files".format(n=info.count, f=len(data.train_files))
+                   if shards_by_file(len(data.train_files), info.count)
+                   else f"by record: {len(data.train_files)} training file(s) for {info.count} workers, each keeps its rows of every global batch")
+            log(f"data sharding {how}")
+
+        steps = math.ceil(scan.train_examples / cfg.batch_size)
+        total = steps * cfg.epochs if cfg.max_steps is None else min(steps * cfg.epochs, cfg.max_steps)
         with strategy.scope():
-            model = self._build(data, steps * cfg.epochs)
-        run = RunState(cfg, model, data.artifacts.fingerprint, log)
-        start = run.start(self.restart)
-        evaluator = EvalAndCheckpoint(data, cfg, run, log, self.stop_event)
-        evaluator.set_model(model)  # also used when a resumed run has no step left to train
-        callbacks = [
-            evaluator,
-            keras.callbacks.TensorBoard(os.path.join(cfg.output_path, "logs"), write_graph=False, update_freq=cfg.eval_every),
-        ]
-        log(f"training {cfg.model_name}: {model.count_params():,} parameters, {cfg.epochs} epochs x {steps} steps")
+            model, optimizer = self._build(data, total, log)
+        encoder = TextEncoder(Tokenizer.from_config(data.artifacts.tokenizer), os.path.join(data.vocab_dir, "vocab.txt"), cfg.sequence_length)
+        labels, binary = data.artifacts.labels, data.artifacts.binary
+        batches = training_batches(
+            data.train_files, labels, data.id_to_name, encoder, batch_size=cfg.batch_size, sequence_length=cfg.sequence_length,
+            # A buffer larger than the data holds nothing more, but costs time in every checkpoint.
+            seed=cfg.seed, shuffle_buffer=min(cfg.shuffle_buffer, scan.train_examples), worker=info.index, workers=info.count,
+            separator=data.separator,
+        )
+        evals = eval_batches(data.eval_files, labels, data.id_to_name, encoder, sequence_length=cfg.sequence_length, separator=data.separator)
+        iterator = iter(batches)
+        run = RunState(cfg, model, optimizer, iterator, data.artifacts.fingerprint, info.is_chief, log)
+        start = run.start(self.restart)  # refuses other runs' checkpoints before anything is written
+        if info.is_chief:
+            save_vocab(data.artifacts, cfg.output_path, log)
+        train_step = TrainStep(
+            strategy, model, optimizer, binary, len(labels),
+            cfg.label_smoothing, cfg.batch_size, cfg.max_grad_norm,
+        )
+        logs = os.path.join(cfg.output_path, "logs")
+        eval_writer = tf.summary.create_file_writer(os.path.join(logs, "eval")) if info.is_chief else tf.summary.create_noop_writer()
+        train_writer = tf.summary.create_file_writer(os.path.join(logs, "train")) if info.is_chief else tf.summary.create_noop_writer()
+        log(f"training {cfg.model_name}: {model.count_params():,} parameters, {cfg.epochs} epochs x {steps} steps"
+            + (f", stopping at step {total}" if total < steps * cfg.epochs else ""))
+
         t1 = time.time()
-        # The batch stream is fixed by the seed, so the step is the position in the data: a
-        # resumed run skips the batches already trained on, finishes the interrupted epoch,
-        # then runs the rest.
-        dataset = self._dataset(data)
-        fit = dict(shuffle=False, callbacks=callbacks, verbose=self.verbose)
-        first = start
-        if first % steps:  # finish the interrupted epoch
-            epoch = first // steps
-            model.fit(dataset.skip(first), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps - first % steps, **fit)
-            first = (epoch + 1) * steps
-        if first // steps < cfg.epochs and evaluator.stopped_at is None:
-            model.fit(dataset.skip(first), initial_epoch=first // steps, epochs=cfg.epochs, steps_per_epoch=steps, **fit)
+        step, last_eval = start, -1
+        window = np.zeros(3)  # loss sum, correct, examples since the last report
+        bar = None
+        while step < total:
+            if self.stop_event is not None and self.stop_event.is_set():
+                run.checkpoint(step)
+                raise TrainingInterrupted(
+                    f"stopped at step {step}; checkpoint saved in {cfg.ckpt_model_path}. Run the same command again to resume"
+                )
+            if self.verbose == 1 and info.is_chief and bar is None:
+                bar = keras.utils.Progbar(total, stateful_metrics=["loss", "accuracy"])
+                bar.update(step)
+            try:
+                window += train_step(iterator)
+            except _PEER_LOST as e:
+                if info.count == 1:
+                    raise
+                lines = [ln.strip() for ln in (e.message or "").splitlines() if ln.strip()]
+                telling = [ln for ln in lines if any(w in ln.lower() for w in ("down", "closed", "unavailable", "abort", "connect", "timed out"))]
+                reason = f"{type(e).__name__}: {(telling or lines or ['-'])[0][:160]}"
+                raise ClusterError(
+                    f"worker {info.index} of {info.count}: the cluster lost a worker at step {step + 1} ({reason}); "
+                    f"start every worker's command again to resume from the last checkpoint in {cfg.ckpt_model_path}"
+                ) from None
+            step += 1
+            fault_point(f"step:{step}")
+            epoch_end = step % steps == 0
+            if step % cfg.eval_every == 0 or epoch_end or step == total:
+                loss, acc = window[0] / max(window[2], 1), window[1] / max(window[2], 1)
+                with train_writer.as_default(step=step):
+                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("accuracy", acc)
+                if bar is not None:
+                    bar.update(step, [("loss", loss), ("accuracy", acc)])
+                if epoch_end and self.verbose == 2:
+                    log(f"epoch {step // steps}/{cfg.epochs}: train loss {loss:.4f}  accuracy {acc:.4f}  ({time.time() - t1:.1f} s)")
+                window[:] = 0
+                if info.is_chief and step != last_eval:
+                    self._evaluate(model, evals, binary, run, step, eval_writer, log)
+                    last_eval = step
+            if step % cfg.checkpoint_every == 0:
+                run.checkpoint(step)
         train_seconds = time.time() - t1
-        if evaluator.stopped_at is not None:
-            raise TrainingInterrupted(
-                f"stopped at step {evaluator.stopped_at}; checkpoint saved in {cfg.ckpt_model_path}. "
-                f"Run the same command again to resume"
-            )
-        run.checkpoint(evaluator.step())
-        best_path = run.best_path
-        if not os.path.exists(best_path):  # resumed at the very end: nothing evaluated yet
-            evaluator.evaluate(evaluator.step())
-        model.load_weights(best_path)
-        report = evaluation_report(predict_probabilities(model, data.x_eval, data.artifacts.binary), data.y_eval, data.artifacts.labels)
+        run.checkpoint(step)
+        if not info.is_chief:
+            return {"worker": info.index, "step": step, "train_seconds": round(train_seconds, 1)}
+
+        if not run.restore_best():  # resumed at the very end: nothing evaluated yet
+            self._evaluate(model, evals, binary, run, step, eval_writer, log)
+            run.restore_best()
+        report = evaluation_report(*predict_dataset(model, evals, binary), labels)
         export_dir = export_model(model, data.artifacts, cfg.pb_model_path, keep=cfg.keep_exports, log=log)
         run.complete()
         table = report.pop("table")
@@ -386,13 +261,15 @@ class Trainer:
             "model_name": cfg.model_name,
             "config": cfg.source,
             "eval_data": cfg.eval_data,
-            "best_step": evaluator.best["step"],
+            "best_step": run.best["step"],
             "train_seconds": round(train_seconds, 1),
-            "train_examples_per_second": round((cfg.epochs * steps - start) * cfg.batch_size / max(train_seconds, 1e-9), 1),
+            "train_examples_per_second": round((total - start) * cfg.batch_size / max(train_seconds, 1e-9), 1),
             "resumed_from_step": start,
+            "workers": info.count,
+            "replicas": strategy.num_replicas_in_sync,
             "export": export_dir,
             **report,
-            "history": evaluator.history,
+            "history": run.history,
         }
         atomic_write_json(os.path.join(cfg.output_path, "report.json"), report)
         log(f"\nbest model (step {report['best_step']}) on {cfg.eval_data}:\n{table}")

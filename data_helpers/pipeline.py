@@ -1,0 +1,163 @@
+"""The input pipeline: examples streamed from the data files by ``tf.data``, never held whole.
+
+files (plain or .gz, read in parallel) -> lines parsed in the graph with the reader's rules
+(:func:`parse_lines`) -> the same tokenizer and vocabulary graph the export carries
+(``TextEncoder``) -> a bounded shuffle buffer -> an endless, seeded stream of length-bucketed
+batches (:func:`training_batches`), or one pass in batches for evaluation (:func:`eval_batches`).
+
+Batches group texts of similar length and are cut to their longest text: the models ignore
+padding, so this changes nothing but the time a step takes. The stream is fixed by the seed,
+and its iterator is saved in every checkpoint (shuffle buffer included), so a resumed run sees
+exactly the batches an uninterrupted one would have seen.
+
+Several workers share the data one of two ways (:func:`training_batches` says which):
+- by file, when there are at least as many training files as workers: worker i reads files
+  i, i + N, ... and makes batches of its share of the global batch;
+- by record otherwise: every worker builds the same global batch and keeps its own rows of it
+  (:func:`worker_share`), so N workers train on exactly the batches one process would.
+The iterator stays a plain ``tf.data`` iterator, which a checkpoint can hold (TensorFlow 2.21's
+distributed iterators cannot be checkpointed).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from data_helpers.sources import is_gzip
+
+# Python's str.strip() whitespace, as an RE2 class.
+_STRIP = r"^[\t\n\x{0b}\f\r\x{1c}-\x{1f}\x{85}\p{Z}]+|[\t\n\x{0b}\f\r\x{1c}-\x{1f}\x{85}\p{Z}]+$"
+_ENCODE_BATCH = 256
+
+
+def bucket_boundaries(sequence_length: int) -> list[int]:
+    """Length buckets for training batches: 8, 12, 18, 27, ... below sequence_length."""
+    out, b = [], 8
+    while b < sequence_length:
+        out.append(b)
+        b = int(b * 1.5)
+    return out
+
+
+def read_lines(files: list[str], parallel: int = 4) -> tf.data.Dataset:
+    """The lines of ``files`` (plain or .gz), in order within each file; several files are read
+    in parallel, interleaved deterministically."""
+    if len(files) == 1:
+        return tf.data.TextLineDataset(files, compression_type="GZIP" if is_gzip(files[0]) else "")
+    names = tf.data.Dataset.from_tensor_slices(files)
+    return names.interleave(
+        lambda f: tf.data.TextLineDataset(f, compression_type=tf.where(tf.strings.regex_full_match(f, r".*\.gz"), "GZIP", "")),
+        cycle_length=min(parallel, len(files)),
+        num_parallel_calls=min(parallel, len(files)),
+        deterministic=True,
+    )
+
+
+def parse_lines(lines: tf.data.Dataset, labels: list[str], id_to_name: list[str] | None, separator: str = "auto") -> tf.data.Dataset:
+    """Lines -> (text, label id) for the well-formed ones, by :mod:`data_helpers.reader`'s rules:
+    split at the last ``<SEP>``, else the last tab; both sides stripped and non-empty; strict
+    UTF-8; an integer label is an id into ``id_to_name``; labels outside ``labels`` are dropped.
+    ``separator="tab"``: split at the last tab only (the segmented cache's own files)."""
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(labels), tf.range(len(labels), dtype=tf.int32)), default_value=-1
+    )
+    n_names = len(id_to_name) if id_to_name else 0
+
+    def parse(line):
+        line = tf.strings.regex_replace(line, "^\ufeff|\r$", "")
+        clean = tf.strings.unicode_transcode(line, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+        valid = tf.equal(clean, line)
+        tab = tf.strings.regex_full_match(clean, "(?s).*\t.*")
+        if separator == "tab":
+            use_sep, found = tf.constant(False), tab
+        else:
+            use_sep = tf.strings.regex_full_match(clean, "(?s).*<SEP>.*")
+            found = use_sep | tab
+        text = tf.where(use_sep, tf.strings.regex_replace(clean, "(?s)^(.*)<SEP>.*$", r"\1"),
+                        tf.strings.regex_replace(clean, "(?s)^(.*)\t.*$", r"\1"))
+        label = tf.where(use_sep, tf.strings.regex_replace(clean, "(?s)^.*<SEP>(.*)$", r"\1"),
+                         tf.strings.regex_replace(clean, "(?s)^.*\t(.*)$", r"\1"))
+        text = tf.strings.regex_replace(text, _STRIP, "")
+        label = tf.strings.regex_replace(label, _STRIP, "")
+        label_id = table.lookup(label)
+        if n_names:
+            is_int = tf.strings.regex_full_match(label, "-?[0-9]{1,9}")
+            as_int = tf.strings.to_number(tf.where(is_int, label, "0"), tf.int32)
+            label_id = tf.where(is_int, tf.where((as_int >= 0) & (as_int < n_names), as_int, -1), label_id)
+        ok = valid & found & (tf.strings.length(text) > 0) & (label_id >= 0)
+        return text, label_id, ok
+
+    return lines.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).filter(lambda t, y, ok: ok).map(
+        lambda t, y, ok: (t, y)
+    )
+
+
+def encode(examples: tf.data.Dataset, encoder) -> tf.data.Dataset:
+    """(text, label id) -> (ids int32 [sequence_length], label id, length), tokenized in batches."""
+
+    def enc(texts, ys):
+        ids = encoder.ids(texts)
+        return ids, ys, tf.reduce_sum(tf.cast(ids != 0, tf.int32), axis=1)
+
+    return examples.batch(_ENCODE_BATCH).map(enc, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = True
+    # The lookup tables are static: an iterator checkpoint need not (and cannot) hold them.
+    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return options
+
+
+def shards_by_file(n_files: int, workers: int) -> bool:
+    return workers > 1 and n_files >= workers
+
+
+def training_batches(files, labels, id_to_name, encoder, *, batch_size: int, sequence_length: int, seed: int,
+                     shuffle_buffer: int, worker: int = 0, workers: int = 1, separator: str = "auto") -> tf.data.Dataset:
+    """(ids int32 [batch, width], label ids int32 [batch]) batches, endlessly: this worker's share
+    of each global batch of ``batch_size`` examples."""
+    by_file = shards_by_file(len(files), workers)
+    if by_file:
+        files = files[worker::workers]
+        batch_size = batch_size * (worker + 1) // workers - batch_size * worker // workers
+    ds = encode(parse_lines(read_lines(files), labels, id_to_name, separator), encoder)
+    # An endless stream, cut into epochs of a fixed number of steps by the training loop:
+    # bucketing makes the batch count of one pass vary a little.
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    boundaries = bucket_boundaries(sequence_length)
+    ds = ds.bucket_by_sequence_length(
+        lambda x, y, n: n, boundaries, [batch_size] * (len(boundaries) + 1), no_padding=True
+    )
+    ds = ds.map(lambda x, y, n: (x[:, : tf.maximum(1, tf.reduce_max(n))], y))
+    ds = ds.with_options(_options())
+    return ds.prefetch(2) if by_file else worker_share(ds, worker, workers)
+
+
+def eval_batches(files, labels, id_to_name, encoder, *, sequence_length: int, batch_size: int = 256,
+                 separator: str = "auto") -> tf.data.Dataset:
+    """One pass over the eval files: (ids [batch, width], label ids [batch]), texts of similar
+    length together (the order is fixed, so metrics are the same every time)."""
+    ds = encode(parse_lines(read_lines(files), labels, id_to_name, separator), encoder)
+    boundaries = bucket_boundaries(sequence_length)
+    ds = ds.bucket_by_sequence_length(lambda x, y, n: n, boundaries, [batch_size] * (len(boundaries) + 1), no_padding=True)
+    ds = ds.map(lambda x, y, n: (x[:, : tf.maximum(1, tf.reduce_max(n))], y))
+    return ds.with_options(_options()).prefetch(2)
+
+
+def share_bounds(rows, index: int, count: int):
+    """[start, end) of part ``index`` of ``count`` near-equal parts of ``rows`` rows."""
+    return (rows * index) // count, (rows * (index + 1)) // count
+
+
+def worker_share(ds: tf.data.Dataset, index: int, count: int) -> tf.data.Dataset:
+    """Worker ``index`` of ``count``: its rows of every global batch (all of them for one worker)."""
+    if count > 1:
+        def take(x, y):
+            start, end = share_bounds(tf.shape(y)[0], index, count)
+            return x[start:end], y[start:end]
+
+        ds = ds.map(take)
+    return ds.prefetch(2)

@@ -1,0 +1,101 @@
+"""One training step under any tf.distribute strategy: ``strategy.run`` in a ``tf.function``.
+
+The same step serves one CPU, one GPU, several GPUs (MirroredStrategy) and several machines
+(MultiWorkerMirroredStrategy); Keras 3's ``model.fit`` does not run under the last one
+(keras-team/keras#20585).
+
+Per replica: the per-example loss summed and divided by the *global* batch size
+(``tf.nn.compute_average_loss``), plus the regularization losses divided by the number of
+replicas; gradients are summed over replicas, repeated embedding rows merged, clipped to
+``max_grad_norm`` by their global norm, then applied by an optimizer that does not sum them again
+(:func:`trainers.optimizers.pre_reduced`). Summing before clipping is what makes N replicas
+compute exactly the update one replica computes on the whole batch (Keras's optimizers clip each
+replica's gradient before summing).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from data_helpers.pipeline import share_bounds
+from trainers.optimizers import _dedupe
+
+
+def per_example_loss(y, probs, binary: bool, num_labels: int, label_smoothing: float):
+    """Cross-entropy of each example ([batch]); ``y`` holds label ids."""
+    if binary:
+        target = tf.cast(tf.reshape(y, [-1, 1]), probs.dtype)
+        return keras.losses.binary_crossentropy(target, probs, label_smoothing=label_smoothing)
+    target = tf.one_hot(y, num_labels, dtype=probs.dtype)
+    return keras.losses.categorical_crossentropy(target, probs, label_smoothing=label_smoothing)
+
+
+class TrainStep:
+    """Callable: ``step(iterator)`` takes the next global batch, trains on it and returns
+    (summed loss, correct predictions, examples) over every replica, as numbers.
+
+    Args:
+        strategy: the tf.distribute strategy the model and optimizer were built under.
+        model: a Keras model from token ids to probabilities.
+        optimizer: a Keras optimizer of a :func:`trainers.optimizers.pre_reduced` class, built for
+            ``model.trainable_variables``, without clipping of its own.
+        binary: one sigmoid output (binary) instead of a softmax.
+        num_labels: the softmax's width.
+        label_smoothing: of the training loss.
+        global_batch_size: examples per step over all replicas (the config's ``batch_size``).
+        max_grad_norm: clip gradients to this global norm (None: no clipping).
+    """
+
+    def __init__(self, strategy, model, optimizer, binary, num_labels, label_smoothing, global_batch_size, max_grad_norm):
+        self.strategy, self.model, self.optimizer = strategy, model, optimizer
+        self.binary, self.num_labels, self.label_smoothing = binary, num_labels, label_smoothing
+        self.global_batch_size, self.max_grad_norm = global_batch_size, max_grad_norm
+        try:
+            self.local_replicas = len(strategy.extended.worker_devices)
+        except RuntimeError:  # the default strategy: one device
+            self.local_replicas = 1
+        self._fn = tf.function(self._step)
+
+    def _replica_step(self, x, y):
+        replicas = self.strategy.num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            probs = self.model(x, training=True)
+            losses = per_example_loss(y, probs, self.binary, self.num_labels, self.label_smoothing)
+            loss = tf.nn.compute_average_loss(losses, global_batch_size=self.global_batch_size)
+            if self.model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        if replicas > 1:
+            grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        grads = [_dedupe(g) for g in grads]
+        if self.max_grad_norm:
+            grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        if self.binary:
+            pred = tf.cast(tf.reshape(probs, [-1]) > 0.5, tf.int32)
+        else:
+            pred = tf.argmax(probs, axis=-1, output_type=tf.int32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, tf.int32)), tf.float32))
+        return tf.reduce_sum(losses), correct, tf.cast(tf.size(y), tf.float32)
+
+    def _part(self, x, y, i):
+        """Local replica ``i``'s rows of this worker's share (several GPUs on one worker)."""
+        start, end = share_bounds(tf.shape(y)[0], i, self.local_replicas)
+        return x[start:end], y[start:end]
+
+    def _step(self, iterator):
+        x, y = next(iterator)  # this worker's rows of the global batch
+        if self.local_replicas > 1:
+            parts = self.strategy.experimental_distribute_values_from_function(
+                lambda ctx: self._part(x, y, ctx.replica_id_in_sync_group % self.local_replicas)
+            )
+            out = self.strategy.run(lambda xy: self._replica_step(*xy), args=(parts,))
+        else:
+            out = self.strategy.run(self._replica_step, args=(x, y))
+        return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in out]
+
+    def __call__(self, iterator) -> tuple[float, float, float]:
+        loss_sum, correct, n = self._fn(iterator)
+        return float(loss_sum), float(correct), float(n)
