@@ -114,7 +114,8 @@ def main(argv=None):
         os.makedirs("bench/results", exist_ok=True)
         if os.path.exists("bench/results/demo.json"):  # a run of some models keeps the others' rows
             old = json.load(open("bench/results/demo.json", encoding="utf-8"))
-            kept = {k: {"command": old["command"], **v} for k, v in old.get("models", {}).items() if k in MODELS}
+            kept = {k: {"command": old["command"], "date": old.get("date"), "machine": old.get("machine"), **v}
+                    for k, v in old.get("models", {}).items() if k in MODELS}
             out["models"] = {**kept, **results}
             out["models"] = {k: out["models"][k] for k in MODELS if k in out["models"]}
         with open("bench/results/demo.json", "w", encoding="utf-8") as f:
@@ -129,7 +130,10 @@ def write_benchmarks_section(out: dict) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in out["models"].items():
-        later = "" if r.get("command", out["command"]) == out["command"] else f" (`{r['command']}`)"
+        where = r.get("machine") or out["machine"]
+        on = f", {where['cores']} cores, {where['cpu']}" if where != out["machine"] else ""
+        same = r.get("command", out["command"]) == out["command"] and r.get("date", out["date"]) == out["date"]
+        later = "" if same else f" (`{r['command']}`, {r.get('date') or out['date']}{on})"
         rows.append(
             f"| {name}{later} | {r['tokenizer']} | {r['eval_accuracy_predictor']:.4f} | "
             f"{100 * (r['eval_accuracy_predictor'] - out['baseline_tfidf_char_1_3_linearsvc']['accuracy']):+.2f} pts | {r['eval_macro_f1_trainer']:.4f} | "
@@ -145,7 +149,7 @@ def write_benchmarks_section(out: dict) -> None:
             f"TensorFlow {out['versions']['tensorflow']}, Python {out['versions']['python']}; peak RSS {out['peak_rss_mb']} MB. "
             "Each model trains with its example config's defaults; its accuracy is counted through `Predictor.predict` "
             "over the eval file, and the baseline is measured in the same run (it is deterministic: the same in every run). "
-            "Latency: one sentence at a time, after warm-up. A row measured in another run (all four models, same machine and day) names that run's command.",
+            "Latency: one sentence at a time, after warm-up. A row measured in another run names that run's command, date and, where it differs, machine.",
             "",
             *rows,
             "",

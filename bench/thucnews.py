@@ -209,7 +209,7 @@ def merge_previous(path: str, out: dict) -> dict:
     if old.get("data") != out["data"]:
         return out["models"]
     kept = {
-        k: {"command": old["command"], "date": old.get("date"), **v}
+        k: {"command": old["command"], "date": old.get("date"), "machine": old.get("machine"), **v}
         for k, v in old.get("models", {}).items()
         if k not in out["models"]
     }
@@ -224,8 +224,10 @@ def benchmarks_section(out: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in out["models"].items():
-        other = r.get("command", out["command"]) != out["command"]
-        name = f"{name} (`{r['command']}`, {r.get('date') or out['date']})" if other else name
+        other = r.get("command", out["command"]) != out["command"] or r.get("date", out["date"]) != out["date"]
+        where = r.get("machine") or out["machine"]
+        on = f", {where['cores']} cores, {where['cpu']}" if where != out["machine"] else ""
+        name = f"{name} (`{r['command']}`, {r.get('date') or out['date']}{on})" if other else name
         rows.append(
             f"| {name} | {r['tokenizer']} | {r['test_accuracy']:.4f} | {100 * (r['test_accuracy'] - char):+.2f} pts | "
             f"{r['test_macro_f1']:.4f} | {r['train_seconds']} | {r['train_examples_per_second']} | "
@@ -243,7 +245,8 @@ def benchmarks_section(out: dict) -> str:
             "Baselines are trained and scored in the same run. Predictor latency: 1,000 test headlines one at a time "
             "after warm-up (jieba included for word models). SavedModel batch: all test headlines through "
             "`serving_default` in batches of 256 (word models: segmentation not timed). "
-            "A row measured by another run (same data and machine) names that run's command; the gap is to this run's baseline.",
+            "A row measured by another run (same data) names that run's command, date and, where it differs, machine; "
+            "the gap is to this run's baseline.",
             "",
             *rows,
             "",

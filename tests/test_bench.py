@@ -50,7 +50,7 @@ def test_thucnews_harness_smoke(thucnews_like, tmp_path):
                            "--results", str(results), "--no-benchmarks-md", "--models", "fasttext", *TINY])
     merged = json.loads(results.read_text(encoding="utf-8"))["models"]
     assert list(merged) == list(thucnews.MODELS)
-    assert merged["textcnn"] == {**saved["models"]["textcnn"], "date": saved["date"]}
+    assert merged["textcnn"] == {**saved["models"]["textcnn"], "date": saved["date"], "machine": saved["machine"]}
     assert merged["fasttext"]["command"] == again["command"] != saved["command"]
     section = thucnews.benchmarks_section(again)
     assert f"| textcnn (`{saved['command']}`, {saved['date']}) | char |" in section and "| fasttext | char |" in section
