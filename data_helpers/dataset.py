@@ -58,15 +58,19 @@ class PreparedData:
     id_to_name: list[str] | None  # integer labels in the files map through these names
     separator: str  # "auto" (<SEP> or tab) for the user's files, "tab" for the cache
     vocab_dir: str  # holds vocab.txt for the graph's lookup table
+    private_dirs: list = field(default_factory=list)  # removed by cleanup()
 
     @property
     def binary(self) -> bool:
         return self.artifacts.binary
 
     def cleanup(self) -> None:
-        """Remove the private vocab folder (when the vocab was not saved to output_path)."""
+        """Remove the private folders: the vocab's when it was not saved to output_path, and a
+        segmented cache that a worker other than the chief kept for itself."""
         if os.path.basename(self.vocab_dir).startswith("textcls-vocab-"):
             shutil.rmtree(self.vocab_dir, ignore_errors=True)
+        for d in self.private_dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _label_order(labels: set[str]) -> list[str]:
@@ -231,9 +235,11 @@ def prepare_data(cfg, log=print, save: bool = True, cache_writer: bool = True) -
             with cache.writing() as segment:
                 scan = scan_data(cfg, tokenizer, log=log, segmenter=segment)
         files, separator, id_to_name = (cache.train_files(), cache.eval_files()), "tab", None
+        private = [cache.private] if cache.private else []
     else:
         scan = scan_data(cfg, tokenizer, log=log)
         files, separator, id_to_name = (scan.train_files, scan.eval_files), "auto", scan.class_names
+        private = []
     tokens = build_vocab(scan.token_counts, cfg.min_count, cfg.vocab_size)
     artifacts = VocabArtifacts(tokens, scan.labels, tokenizer.get_config(), cfg.sequence_length, scan.binary, data_settings(cfg))
     log(f"vocab: {len(tokens)} tokens ({cfg.tokenizer}), {len(scan.labels)} labels, fingerprint {artifacts.fingerprint}")
@@ -248,7 +254,7 @@ def prepare_data(cfg, log=print, save: bool = True, cache_writer: bool = True) -
     else:
         folder = tempfile.mkdtemp(prefix="textcls-vocab-")
         artifacts.save(folder)
-    return PreparedData(artifacts, scan, files[0], files[1], id_to_name, separator, folder)
+    return PreparedData(artifacts, scan, files[0], files[1], id_to_name, separator, folder, private)
 
 
 def _summary(a) -> dict:

@@ -61,7 +61,11 @@ class SegmentCache:
             "tokenizer": {k: conf[k] for k in ("mode", "user_dict_sha256", "max_chars")},
         }
         self.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        base = os.path.join(cfg.output_path, "cache") if writable else tempfile.mkdtemp(prefix="textcls-segmented-")
+        # A worker other than the chief keeps its own copy in a private folder, removed after the run.
+        self.private = None if writable else tempfile.mkdtemp(prefix="textcls-segmented-")
+        base = os.path.join(cfg.output_path, "cache")
+        if not writable and not os.path.isfile(os.path.join(base, f"segmented-{self.fingerprint}", "meta.json")):
+            base = self.private
         self.folder = os.path.join(base, f"segmented-{self.fingerprint}")
         self.writable = writable
 

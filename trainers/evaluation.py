@@ -21,23 +21,6 @@ def _inference_fn(model: keras.Model):
     return fn
 
 
-def predict_probabilities(model: keras.Model, x: np.ndarray, binary: bool, batch_size: int = 256) -> np.ndarray:
-    """[n, n_labels] probabilities (a binary model's one sigmoid output becomes two columns).
-
-    Texts go in length order, each batch cut to its longest text: the models ignore
-    padding, so this only saves time.
-    """
-    fn = _inference_fn(model)
-    lengths = (x != 0).sum(axis=1)
-    order = np.argsort(lengths, kind="stable")
-    width_out = 1 if binary else model.output_shape[-1]
-    out = np.zeros((len(x), width_out), np.float32)
-    for i in range(0, len(x), batch_size):
-        idx = order[i : i + batch_size]
-        out[idx] = fn(tf.constant(x[idx, : max(1, int(lengths[idx].max()))])).numpy()
-    return np.concatenate([1.0 - out, out], axis=1) if binary else out
-
-
 def predict_dataset(model: keras.Model, batches, binary: bool) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and true label ids for every example of a finite (ids, label ids) dataset."""
     fn = _inference_fn(model)
