@@ -35,10 +35,22 @@ def read_json(path: str):
         return json.load(f)
 
 
+_DIGESTS: dict = {}
+
+
 def file_digest(path: str | None) -> str | None:
-    """sha256 of a file's bytes (None for no file)."""
+    """sha256 of a file's bytes (None for no file); each version of a file (the same inode, size
+    and modification time) is read once per process."""
     if not path:
         return None
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = _sha256(path)
+    return _DIGESTS[key]
+
+
+def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

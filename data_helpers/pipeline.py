@@ -137,13 +137,16 @@ def training_batches(files, labels, id_to_name, encoder, *, batch_size: int, seq
 
 
 def eval_batches(files, labels, id_to_name, encoder, *, sequence_length: int, batch_size: int = 256,
-                 separator: str = "auto") -> tf.data.Dataset:
+                 separator: str = "auto", in_memory: bool = False) -> tf.data.Dataset:
     """One pass over the eval files: (ids [batch, width], label ids [batch]), texts of similar
-    length together (the order is fixed, so metrics are the same every time)."""
+    length together (the order is fixed, so metrics are the same every time). ``in_memory``:
+    the first pass keeps the batches, so later evaluations neither read nor tokenize again."""
     ds = encode(parse_lines(read_lines(files), labels, id_to_name, separator), encoder)
     boundaries = bucket_boundaries(sequence_length)
     ds = ds.bucket_by_sequence_length(lambda x, y, n: n, boundaries, [batch_size] * (len(boundaries) + 1), no_padding=True)
     ds = ds.map(lambda x, y, n: (x[:, : tf.maximum(1, tf.reduce_max(n))], y))
+    if in_memory:
+        ds = ds.cache()
     return ds.with_options(_options()).prefetch(2)
 
 

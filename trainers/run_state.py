@@ -135,7 +135,6 @@ class RunState:
                     f"{self.dir} holds checkpoints of a run with other settings or data; "
                     "use --restart to start afresh (they will be deleted) or point ckpt_model_path elsewhere"
                 )
-            self.optimizer.build(self.model.trainable_variables)
             self.ckpt.restore(latest).assert_existing_objects_matched()
             step = int(self.optimizer.iterations.numpy())
             self.history = [h for h in state.get("history", []) if h["step"] <= step]
@@ -181,10 +180,14 @@ class RunState:
         self.best_weights.keep(self.model, metrics["macro_f1"], metrics["step"])
         self.best = {"macro_f1": metrics["macro_f1"], "step": metrics["step"]}
         if self.is_chief:
-            tmp = os.path.join(self.dir, ".best.tmp.weights.h5")
-            self.model.save_weights(tmp)
-            os.replace(tmp, self.best_path)
-            atomic_write_json(os.path.join(self.dir, "best.json"), metrics)
+            self._write_best_files(metrics)
+
+    def _write_best_files(self, metrics: dict) -> None:
+        """best.weights.h5 from the model's weights now, and best.json, each written crash-safely."""
+        tmp = os.path.join(self.dir, ".best.tmp.weights.h5")
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.best_path)
+        atomic_write_json(os.path.join(self.dir, "best.json"), metrics)
 
     def _write_best(self, metrics: dict) -> None:
         """Rewrite the best files from the restored best weights (the model holds other weights)."""
@@ -196,13 +199,10 @@ class RunState:
         current = [w.numpy() for w in self.model.weights]
         self.best_weights.put_into(self.model)
         try:
-            tmp = os.path.join(self.dir, ".best.tmp.weights.h5")
-            self.model.save_weights(tmp)
-            os.replace(tmp, self.best_path)
+            self._write_best_files(metrics)
         finally:
             for w, value in zip(self.model.weights, current):
                 w.assign(value)
-        atomic_write_json(os.path.join(self.dir, "best.json"), metrics)
 
     def restore_best(self) -> bool:
         """Put the best weights into the model (False when nothing was evaluated yet)."""

@@ -37,10 +37,6 @@ class WorkerInfo:
     def is_chief(self) -> bool:
         return self.index == 0
 
-    @property
-    def name(self) -> str:
-        return f"{self.task_type}:{self.index}" if self.task_type else "local"
-
 
 def _tf_config() -> dict | None:
     raw = os.environ.get("TF_CONFIG")

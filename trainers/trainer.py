@@ -50,6 +50,9 @@ def set_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+EVAL_IN_MEMORY_BYTES = 256 << 20
+
+
 class TrainingInterrupted(RuntimeError):
     """Training stopped on request (SIGINT/SIGTERM) after writing a checkpoint."""
 
@@ -186,7 +189,11 @@ class Trainer:
             seed=cfg.seed, shuffle_buffer=min(cfg.shuffle_buffer, scan.train_examples), worker=info.index, workers=info.count,
             separator=data.separator,
         )
-        evals = eval_batches(data.eval_files, labels, data.id_to_name, encoder, sequence_length=cfg.sequence_length, separator=data.separator)
+        evals = eval_batches(
+            data.eval_files, labels, data.id_to_name, encoder, sequence_length=cfg.sequence_length, separator=data.separator,
+            # Evaluated every eval_every steps: keep its token ids when they fit in EVAL_IN_MEMORY_BYTES.
+            in_memory=scan.eval_examples * cfg.sequence_length * 4 <= EVAL_IN_MEMORY_BYTES,
+        )
         iterator = iter(batches)
         run = RunState(cfg, model, optimizer, iterator, data.artifacts.fingerprint, info.is_chief, log)
         start = run.start(self.restart)  # refuses other runs' checkpoints before anything is written
