@@ -85,7 +85,8 @@ SCHEMA: dict[str, Key] = {
     "eval_every": Key("int", 100, "Evaluate on eval_data every this many steps (and at each epoch end).", _pos, "must be >= 1"),
     "checkpoint_every": Key("int", 100, "Save a checkpoint every this many steps.", _pos, "must be >= 1"),
     "max_checkpoints": Key("int", 3, "Checkpoints kept in ckpt_model_path (the best one is kept apart).", _pos, "must be >= 1"),
-    "shuffle_buffer": Key("int", 100000, "Training examples held in the shuffle buffer (as token ids): the data is shuffled within windows of this many; memory is about shuffle_buffer x sequence_length x 4 bytes.", _pos, "must be >= 1"),
+    "shuffle_buffer": Key("int", 100000, "Training examples held in the shuffle buffer when the training set is streamed (see in_memory_mb): the data is shuffled within windows of this many; memory is about shuffle_buffer x sequence_length x 4 bytes.", _pos, "must be >= 1"),
+    "in_memory_mb": Key("int", 256, "Training and eval sets whose token ids take at most this many MB (examples x sequence_length x 4 bytes) are tokenized once and held in memory, the training set shuffled whole each epoch; larger ones are streamed from their files every epoch through the shuffle buffer. 0: always stream.", _nonneg, "must be >= 0"),
     "seed": Key("int", 42, "Random seed (weights, shuffling, dropout)."),
     # --- where things go
     "output_path": Key("path", "outputs/{model_name}", "Vocab, label map, report, TensorBoard logs."),

@@ -4,10 +4,12 @@ files (plain or .gz, read in parallel) -> lines parsed in the graph with the rea
 (:func:`parse_lines`) -> the same tokenizer and vocabulary graph the export carries
 (``TextEncoder``) -> a bounded shuffle buffer -> an endless, seeded stream of length-bucketed
 batches (:func:`training_batches`), or one pass in batches for evaluation (:func:`eval_batches`).
+Data whose token ids fit in the config's ``in_memory_mb`` is tokenized once and held instead,
+and shuffled whole each pass.
 
 Batches group texts of similar length and are cut to their longest text: the models ignore
 padding, so this changes nothing but the time a step takes. The stream is fixed by the seed,
-and its iterator is saved in every checkpoint (shuffle buffer included), so a resumed run sees
+and its iterator is saved in every checkpoint (a streamed run's shuffle buffer included), so a resumed run sees
 exactly the batches an uninterrupted one would have seen.
 
 Several workers share the data one of two ways (:func:`training_batches` says which):
@@ -21,6 +23,7 @@ distributed iterators cannot be checkpointed).
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from data_helpers.sources import is_gzip
@@ -115,18 +118,49 @@ def shards_by_file(n_files: int, workers: int) -> bool:
     return workers > 1 and n_files >= workers
 
 
+def _held(examples: tf.data.Dataset) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Every (ids, label id, length) of a finite dataset, stacked into three tensors."""
+    parts = list(examples.batch(4096).as_numpy_iterator())
+    if not parts:
+        raise ValueError("no training examples to hold in memory")
+    return tuple(tf.constant(np.concatenate([p[i] for p in parts])) for i in range(3))
+
+
+def _shuffled_epochs(held, seed: int) -> tf.data.Dataset:
+    """The held examples, endlessly: each pass a fresh permutation of all of them, drawn from
+    (seed, pass number) alone, so the iterator's state is two counters (a checkpoint of it is
+    tiny) and a resumed run continues the same order."""
+    ids, ys, ns = held
+    n = tf.shape(ys, out_type=tf.int64)[0]
+
+    def one_pass(k):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), k]))
+        return tf.data.Dataset.from_tensor_slices(order)
+
+    order = tf.data.Dataset.range(tf.int64.max).flat_map(one_pass)
+    return order.map(lambda i: (tf.gather(ids, i), tf.gather(ys, i), tf.gather(ns, i)))
+
+
 def training_batches(files, labels, id_to_name, encoder, *, batch_size: int, sequence_length: int, seed: int,
-                     shuffle_buffer: int, worker: int = 0, workers: int = 1, separator: str = "auto") -> tf.data.Dataset:
+                     shuffle_buffer: int, worker: int = 0, workers: int = 1, separator: str = "auto",
+                     in_memory: bool = False) -> tf.data.Dataset:
     """(ids int32 [batch, width], label ids int32 [batch]) batches, endlessly: this worker's share
-    of each global batch of ``batch_size`` examples."""
+    of each global batch of ``batch_size`` examples.
+
+    ``in_memory``: tokenize the files once, hold the token ids and shuffle all of them afresh
+    each pass (for data that fits: no re-tokenizing, no shuffle buffer in the checkpoints);
+    otherwise stream them from the files every pass through a buffer of ``shuffle_buffer``."""
     by_file = shards_by_file(len(files), workers)
     if by_file:
         files = files[worker::workers]
         batch_size = batch_size * (worker + 1) // workers - batch_size * worker // workers
     ds = encode(parse_lines(read_lines(files), labels, id_to_name, separator), encoder)
-    # An endless stream, cut into epochs of a fixed number of steps by the training loop:
-    # bucketing makes the batch count of one pass vary a little.
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    if in_memory:
+        ds = _shuffled_epochs(_held(ds.with_options(_options())), seed)
+    else:
+        # An endless stream, cut into epochs of a fixed number of steps by the training loop:
+        # bucketing makes the batch count of one pass vary a little.
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     boundaries = bucket_boundaries(sequence_length)
     ds = ds.bucket_by_sequence_length(
         lambda x, y, n: n, boundaries, [batch_size] * (len(boundaries) + 1), no_padding=True

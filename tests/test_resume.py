@@ -97,6 +97,26 @@ def test_crash_anywhere_then_resume_ends_as_an_uninterrupted_run(tmp_path, corpu
     assert_same_run(path, uninterrupted)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_streamed(tmp_path_factory, corpus):
+    path = tiny_config(tmp_path_factory.mktemp("streamed"), corpus, **SMALL, in_memory_mb=0, shuffle_buffer=100)
+    logs = train_in_process(load_config(path, log=quiet))
+    assert any(m.startswith("training data: streamed") for m in logs)
+    return path
+
+
+# The same, for a training set streamed from its file every epoch: the checkpoint then holds a
+# shuffle buffer (100 of the 240 examples) part-way through a pass.
+@pytest.mark.parametrize("fault,resumes_at", [("step:14", 10), ("step:16", 15)])
+def test_streamed_data_resumes_exactly_too(tmp_path, corpus, uninterrupted_streamed, monkeypatch, fault, resumes_at):
+    path = tiny_config(tmp_path, corpus, **SMALL, in_memory_mb=0, shuffle_buffer=100)
+    cfg = load_config(path, log=quiet)
+    crash_in_process(cfg, fault, monkeypatch)
+    logs = train_in_process(cfg)
+    assert any(m.startswith("resuming from") and f"step {resumes_at}," in m for m in logs), logs[:5]
+    assert_same_run(path, uninterrupted_streamed)
+
+
 def crash_in_process(cfg, fault, monkeypatch):
     """Train until the fault point ``fault``, where it raises (a kill's cheap stand-in)."""
     monkeypatch.setattr(io_utils, "RAISE_AT", {fault})

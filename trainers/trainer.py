@@ -50,8 +50,6 @@ def set_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-EVAL_IN_MEMORY_BYTES = 256 << 20
-
 
 class TrainingInterrupted(RuntimeError):
     """Training stopped on request (SIGINT/SIGTERM) after writing a checkpoint."""
@@ -183,16 +181,20 @@ class Trainer:
             model, optimizer = self._build(data, total, log)
         encoder = TextEncoder(Tokenizer.from_config(data.artifacts.tokenizer), os.path.join(data.vocab_dir, "vocab.txt"), cfg.sequence_length)
         labels, binary = data.artifacts.labels, data.artifacts.binary
+        fits = lambda n: n * cfg.sequence_length * 4 <= cfg.in_memory_mb << 20  # noqa: E731
         batches = training_batches(
             data.train_files, labels, data.id_to_name, encoder, batch_size=cfg.batch_size, sequence_length=cfg.sequence_length,
             # A buffer larger than the data holds nothing more, but costs time in every checkpoint.
             seed=cfg.seed, shuffle_buffer=min(cfg.shuffle_buffer, scan.train_examples), worker=info.index, workers=info.count,
-            separator=data.separator,
+            separator=data.separator, in_memory=fits(scan.train_examples),
         )
+        mb = scan.train_examples * cfg.sequence_length * 4 / 2**20
+        log(f"training data: tokenized once and held in memory ({mb:.0f} MB of token ids)" if fits(scan.train_examples)
+            else f"training data: streamed from {len(data.train_files)} file(s) every epoch, shuffle buffer "
+                 f"{min(cfg.shuffle_buffer, scan.train_examples):,} ({mb:.0f} MB of token ids > in_memory_mb {cfg.in_memory_mb})")
         evals = eval_batches(
             data.eval_files, labels, data.id_to_name, encoder, sequence_length=cfg.sequence_length, separator=data.separator,
-            # Evaluated every eval_every steps: keep its token ids when they fit in EVAL_IN_MEMORY_BYTES.
-            in_memory=scan.eval_examples * cfg.sequence_length * 4 <= EVAL_IN_MEMORY_BYTES,
+            in_memory=fits(scan.eval_examples),  # evaluated every eval_every steps
         )
         iterator = iter(batches)
         run = RunState(cfg, model, optimizer, iterator, data.artifacts.fingerprint, info.is_chief, log)
