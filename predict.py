@@ -3,7 +3,8 @@
     python predict.py --config_path=config/textcnn_config.json "这家店的菜很好吃" "质量太差了"
     cat texts.txt | python predict.py --config_path=config/textcnn_config.json --top_k 2
 
-One JSON line per text: {"text": ..., "label": ..., "probabilities": {label: p}} (or "top_k").
+One JSON line per text: {"text": ..., "label": ..., "probabilities": {label: p}} (or "top_k");
+a multi-label model prints "labels", the list of labels that are on, instead of "label".
 Bad input (config, missing export, unreadable stdin) gets one line on stderr and exit status 2.
 """
 
@@ -49,9 +50,8 @@ def main(argv=None) -> int:
             for text, top in zip(texts, p.top_k(texts, k=args.top_k)):
                 print(json.dumps({"text": text, "top_k": top}, ensure_ascii=False))
         else:
-            probs = p.predict_proba(texts)
-            for text, row in zip(texts, probs):
-                print(json.dumps({"text": text, "label": max(row, key=row.get), "probabilities": row}, ensure_ascii=False))
+            for text, out in zip(texts, p.classify(texts)):
+                print(json.dumps({"text": text, **out}, ensure_ascii=False))
     except (ConfigError, FileNotFoundError, ValueError) as e:
         if args.debug:
             raise

@@ -33,7 +33,10 @@ def main(argv=None) -> int:
 
         # A streaming pass without TensorFlow (about 1-2 s per million lines, constant memory):
         # bad data is reported in one line before TensorFlow loads and prints its start-up lines.
-        load_examples(cfg, log=lambda *a: None)
+        scan = load_examples(cfg, log=lambda *a: None)
+        from data_helpers.class_weights import class_weights
+
+        class_weights(cfg.class_weight, scan.labels, scan.train_label_counts, scan.train_examples, cfg.multi_label, cfg.source)
         from trainers.trainer import ClusterError, ResumeError, Trainer, TrainingInterrupted
 
         stop = threading.Event()

@@ -35,6 +35,24 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def run_record(script: str, argv) -> dict:
+    """What every results file starts with: the command, date, machine and versions of this run."""
+    import tensorflow as tf
+
+    return {
+        "command": f"python bench/{script} " + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": datetime.date.today().isoformat(),
+        "machine": {"cores": os.cpu_count(), "cpu": cpu_model()},
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__},
+    }
+
+
+def save_results(path: str, out: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=False, indent=2)
+
+
 def tfidf_baseline(train, evals) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.svm import LinearSVC

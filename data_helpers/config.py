@@ -44,10 +44,19 @@ def _nonneg(v):
 SCHEMA: dict[str, Key] = {
     # --- what to train
     "model_name": Key("str", None, "Model to train.", choices=MODEL_NAMES),
-    "train_data": Key("paths", None, "Training data, lines `text<TAB>label` or `text<SEP>label`: a file, a list of files or a glob (`data/train-*.txt`), plain or `.gz`; streamed, never held in memory."),
+    "train_data": Key("paths", None, "Training data, lines `text<TAB>label` or `text<SEP>label` (multi_label: `text<TAB>label1,label2`): a file, a list of files or a glob (`data/train-*.txt`), plain or `.gz`; streamed from disk, or tokenized once and held when its token ids fit in in_memory_mb."),
     "eval_data": Key("paths", None, "Evaluation data, same format and forms; its labels must occur in train_data."),
     "class_names": Key("path", None, "Optional file of class names, line i names label id i (turns integer labels into names).", nullable=True),
     "num_classes": Key("int", None, "Number of classes; 1 = binary with a sigmoid output, N > 1 = softmax. null: infer from the data (softmax).", _pos, "must be >= 1", nullable=True),
+    "multi_label": Key("bool", False, "Multi-label: each line's label field lists any number of labels (none included) joined by label_sep; one sigmoid output per label, binary cross-entropy."),
+    "label_sep": Key("str", ",", "Multi-label: what joins the labels of one line (no label name may contain it)."),
+    "threshold": Key("float", 0.5, "Multi-label: a label is on when its probability is at least this (every label; see tune_thresholds).", lambda v: 0 < v < 1, "must be in (0, 1)"),
+    "tune_thresholds": Key("bool", False, "Multi-label: choose one threshold per label on eval_data, the one that maximises that label's F1 (labels without a positive eval example keep `threshold`); the export applies them."),
+    "at_least_one": Key("bool", False, "Multi-label: a text whose labels all fall below their thresholds gets its likeliest label."),
+    "select_by": Key("str", None, "Eval metric that picks the best checkpoint: `macro_f1` or `accuracy` (single-label; default macro_f1), `micro_f1` or `macro_f1` (multi-label; default micro_f1).", nullable=True, choices=("macro_f1", "micro_f1", "accuracy")),
+    "class_weight": Key("weights", None, "Rare classes: null (every example weighs 1), `balanced` (single-label: n / (n_classes x count), as scikit-learn's compute_class_weight; multi-label: each label's positive term weighs negatives / positives), or a {label: weight} map (labels not named weigh 1).", nullable=True),
+    "loss": Key("str", "cross_entropy", "`cross_entropy`, or `focal` (Keras's categorical / binary focal cross-entropy, alpha 1) which weighs down examples the model already gets right.", choices=("cross_entropy", "focal")),
+    "focal_gamma": Key("float", 2.0, "Focusing parameter gamma of loss `focal`.", _nonneg, "must be >= 0"),
     # --- tokenization and vocabulary
     "tokenizer": Key("str", "char", "`char` (one token per CJK character, Latin words and numbers whole), `word` (jieba), `whitespace` (pre-segmented text).", choices=TOKENIZERS),
     "lowercase": Key("bool", True, "Lower-case text before tokenizing."),
@@ -139,6 +148,9 @@ def _type_ok(kind: str, v) -> bool:
         return _type_ok("path", v) or (isinstance(v, list) and len(v) > 0 and all(_type_ok("path", x) for x in v))
     if kind == "int_list":
         return isinstance(v, list) and all(_type_ok("int", x) for x in v)
+    if kind == "weights":
+        return v == "balanced" or (isinstance(v, dict) and len(v) > 0 and all(
+            isinstance(k, str) and _type_ok("float", x) and x > 0 for k, x in v.items()))
     raise AssertionError(kind)
 
 
@@ -150,6 +162,7 @@ _KIND_WORDS = {
     "path": "a file path (string)",
     "paths": "a file path, a glob or a non-empty list of them",
     "int_list": "a list of integers",
+    "weights": '"balanced" or a non-empty {label: weight > 0} map',
 }
 
 
@@ -188,6 +201,14 @@ def validate(raw: dict, source: str = "<dict>") -> Config:
         raise ConfigError(
             f"{source}: key 'num_heads' ({values['num_heads']}) must divide embedding_size ({values['embedding_size']})"
         )
+    if values["select_by"] == "micro_f1" and not values["multi_label"]:
+        raise ConfigError(f"{source}: key 'select_by' micro_f1 is for multi_label runs (single-label micro-F1 equals accuracy: use accuracy)")
+    if values["select_by"] == "accuracy" and values["multi_label"]:
+        raise ConfigError(f"{source}: key 'select_by' accuracy is for single-label runs; multi-label runs select by micro_f1 or macro_f1")
+    if values["multi_label"] and values["num_classes"] == 1:
+        raise ConfigError(f"{source}: key 'num_classes' 1 (binary) cannot be multi_label; set num_classes to null or the number of labels")
+    if values["select_by"] is None:
+        values["select_by"] = "micro_f1" if values["multi_label"] else "macro_f1"
     return Config(values, source)
 
 

@@ -37,11 +37,12 @@ class DataScan:
 
     labels: list[str]  # id order
     binary: bool
+    multi_label: bool
     train_files: list[str]
     eval_files: list[str]
     train_examples: int
     eval_examples: int
-    train_label_counts: dict
+    train_label_counts: dict  # examples per label (multi-label: texts carrying it)
     class_names: list[str] | None = None
     token_counts: collections.Counter = field(default_factory=collections.Counter)
     longer_than_read: int = 0  # training texts with more tokens than sequence_length
@@ -83,7 +84,10 @@ def resolve_labels(cfg, train_labels, class_names: list[str] | None) -> tuple[li
     """The label list (id order) and whether the model is binary (one sigmoid output)."""
     seen = set(train_labels)
     labels = list(class_names) if class_names else _label_order(seen)
-    if len(seen) < 2:
+    if cfg.multi_label:
+        if not seen:
+            raise DataError(f"{describe(cfg.train_data)}: no line has any label (multi_label: true, labels joined by {cfg.label_sep!r})")
+    elif len(seen) < 2:
         raise DataError(f"{describe(cfg.train_data)}: only one class ({next(iter(seen))!r}); a classifier needs at least two")
     if cfg.num_classes == 1:
         if len(labels) != 2:
@@ -131,16 +135,16 @@ def _changed(old: dict, new: dict, prefix="") -> list[str]:
     return out
 
 
-def _batches(files, names, log, stats_out, separator="auto"):
-    """(texts, labels) batches of every example in ``files``, streamed."""
+def _batches(files, names, log, stats_out, separator="auto", label_sep=None):
+    """(texts, labels) batches of every example in ``files``, streamed (multi-label: tuples of labels)."""
     texts, labels = [], []
     for path in files:
         stats = FileStats(path)
         stats_out.append(stats)
         if separator == "tab":
-            lines = _cache_lines(path, stats)
+            lines = _cache_lines(path, stats, label_sep)
         else:
-            lines = scan_examples(path, id_to_name=names, stats=stats, log=log)
+            lines = scan_examples(path, id_to_name=names, stats=stats, log=log, label_sep=label_sep)
         for text, label in lines:
             texts.append(text)
             labels.append(label)
@@ -151,13 +155,13 @@ def _batches(files, names, log, stats_out, separator="auto"):
         yield texts, labels
 
 
-def _cache_lines(path, stats):
+def _cache_lines(path, stats, label_sep=None):
     """The segmented cache's ``text<TAB>label`` lines (written by us: always well formed)."""
     with open(path, encoding="utf-8") as f:
         for line in f:
             text, _, label = line.rstrip("\n").rpartition("\t")
             stats.examples += 1
-            yield text, label
+            yield text, (tuple(label.split(label_sep)) if label else ()) if label_sep else label
 
 
 def scan_data(cfg, tokenizer=None, log=print, segmenter=None, cached=None) -> DataScan:
@@ -167,7 +171,8 @@ def scan_data(cfg, tokenizer=None, log=print, segmenter=None, cached=None) -> Da
     sees every training text before eval's, in file order (the cache writes them as it goes).
     ``cached``: (train files, eval files) of a complete segmented cache to read instead.
     """
-    names = read_class_names(cfg.class_names) if cfg.class_names else None
+    label_sep = cfg.label_sep if cfg.multi_label else None
+    names = read_class_names(cfg.class_names, label_sep) if cfg.class_names else None
     train_files, eval_files = expand_paths(cfg.train_data), expand_paths(cfg.eval_data)
     separator = "auto"
     read_train, read_eval = train_files, eval_files
@@ -177,8 +182,12 @@ def scan_data(cfg, tokenizer=None, log=print, segmenter=None, cached=None) -> Da
     counts: collections.Counter = collections.Counter()
     longer = 0
     stats: list[FileStats] = []
-    for texts, labels in _batches(read_train, names, log, stats, separator):
-        train_labels.update(labels)
+    for texts, labels in _batches(read_train, names, log, stats, separator, label_sep):
+        if label_sep:
+            for one in labels:
+                train_labels.update(one)
+        else:
+            train_labels.update(labels)
         if segmenter is not None:
             texts = segmenter(texts, labels, "train")
         if tokenizer is not None:
@@ -191,8 +200,11 @@ def scan_data(cfg, tokenizer=None, log=print, segmenter=None, cached=None) -> Da
     labels, binary = resolve_labels(cfg, train_labels, names)
     eval_stats: list[FileStats] = []
     unseen: collections.Counter = collections.Counter()
-    for texts, labels_ in _batches(read_eval, names, log, eval_stats, separator):
-        unseen.update(label for label in labels_ if label not in train_labels)
+    for texts, labels_ in _batches(read_eval, names, log, eval_stats, separator, label_sep):
+        if label_sep:
+            unseen.update(label for one in labels_ for label in one if label not in train_labels)
+        else:
+            unseen.update(label for label in labels_ if label not in train_labels)
         if segmenter is not None:
             segmenter(texts, labels_, "eval")
     if unseen:
@@ -202,7 +214,7 @@ def scan_data(cfg, tokenizer=None, log=print, segmenter=None, cached=None) -> Da
             f"({len(unseen)} unseen label(s), {sum(unseen.values())} eval examples)"
         )
     return DataScan(
-        labels=labels, binary=binary, train_files=train_files, eval_files=eval_files,
+        labels=labels, binary=binary, multi_label=cfg.multi_label, train_files=train_files, eval_files=eval_files,
         train_examples=n_train, eval_examples=sum(s.examples for s in eval_stats),
         train_label_counts=dict(train_labels), class_names=names, token_counts=counts, longer_than_read=longer,
     )
@@ -241,7 +253,8 @@ def prepare_data(cfg, log=print, save: bool = True, cache_writer: bool = True) -
         files, separator, id_to_name = (scan.train_files, scan.eval_files), "auto", scan.class_names
         private = []
     tokens = build_vocab(scan.token_counts, cfg.min_count, cfg.vocab_size)
-    artifacts = VocabArtifacts(tokens, scan.labels, tokenizer.get_config(), cfg.sequence_length, scan.binary, data_settings(cfg))
+    artifacts = VocabArtifacts(tokens, scan.labels, tokenizer.get_config(), cfg.sequence_length, scan.binary, data_settings(cfg),
+                               multi_label=cfg.multi_label, label_sep=cfg.label_sep if cfg.multi_label else None)
     log(f"vocab: {len(tokens)} tokens ({cfg.tokenizer}), {len(scan.labels)} labels, fingerprint {artifacts.fingerprint}")
     if scan.longer_than_read:
         log(
@@ -258,7 +271,8 @@ def prepare_data(cfg, log=print, save: bool = True, cache_writer: bool = True) -
 
 
 def _summary(a) -> dict:
-    return {"tokenizer": a.tokenizer, "sequence_length": a.sequence_length, "binary": a.binary, "labels": a.labels, **a.settings}
+    return {"tokenizer": a.tokenizer, "sequence_length": a.sequence_length, "binary": a.binary, "multi_label": a.multi_label,
+            "labels": a.labels, **a.settings}
 
 
 def save_vocab(artifacts, folder: str, log=print) -> None:

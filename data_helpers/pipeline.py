@@ -56,11 +56,16 @@ def read_lines(files: list[str], parallel: int = 4) -> tf.data.Dataset:
     )
 
 
-def parse_lines(lines: tf.data.Dataset, labels: list[str], id_to_name: list[str] | None, separator: str = "auto") -> tf.data.Dataset:
+def parse_lines(lines: tf.data.Dataset, labels: list[str], id_to_name: list[str] | None, separator: str = "auto",
+                label_sep: str | None = None) -> tf.data.Dataset:
     """Lines -> (text, label id) for the well-formed ones, by :mod:`data_helpers.reader`'s rules:
     split at the last ``<SEP>``, else the last tab; both sides stripped and non-empty; strict
     UTF-8; an integer label is an id into ``id_to_name``; labels outside ``labels`` are dropped.
-    ``separator="tab"``: split at the last tab only (the segmented cache's own files)."""
+    ``separator="tab"``: split at the last tab only (the segmented cache's own files).
+
+    ``label_sep`` (multi-label): the label field is any number of labels joined by it (none
+    included) and the label becomes a multi-hot float32 vector [len(labels)]; a line naming a
+    label outside ``labels`` (or an empty name) is dropped."""
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(labels), tf.range(len(labels), dtype=tf.int32)), default_value=-1
     )
@@ -82,13 +87,24 @@ def parse_lines(lines: tf.data.Dataset, labels: list[str], id_to_name: list[str]
                          tf.strings.regex_replace(clean, "(?s)^.*\t(.*)$", r"\1"))
         text = tf.strings.regex_replace(text, _STRIP, "")
         label = tf.strings.regex_replace(label, _STRIP, "")
+        if label_sep is None:
+            label_id = to_id(label)
+            return text, label_id, valid & found & (tf.strings.length(text) > 0) & (label_id >= 0)
+        parts = tf.strings.split(label, label_sep)
+        parts = tf.strings.regex_replace(parts[: tf.where(tf.strings.length(label) > 0, tf.size(parts), 0)], _STRIP, "")
+        ids = to_id(parts)
+        # Repeats count once; -1 (unknown) is all zeros; no label at all is a zero row.
+        hot = tf.minimum(tf.reduce_sum(tf.one_hot(ids, len(labels), dtype=tf.float32), axis=0), 1.0)
+        ok = valid & found & (tf.strings.length(text) > 0) & tf.reduce_all(ids >= 0)
+        return text, tf.reshape(hot, [len(labels)]), ok
+
+    def to_id(label):
         label_id = table.lookup(label)
         if n_names:
             is_int = tf.strings.regex_full_match(label, "-?[0-9]{1,9}")
             as_int = tf.strings.to_number(tf.where(is_int, label, "0"), tf.int32)
             label_id = tf.where(is_int, tf.where((as_int >= 0) & (as_int < n_names), as_int, -1), label_id)
-        ok = valid & found & (tf.strings.length(text) > 0) & (label_id >= 0)
-        return text, label_id, ok
+        return label_id
 
     return lines.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).filter(lambda t, y, ok: ok).map(
         lambda t, y, ok: (t, y)
@@ -143,9 +159,10 @@ def _shuffled_epochs(held, seed: int) -> tf.data.Dataset:
 
 def training_batches(files, labels, id_to_name, encoder, *, batch_size: int, sequence_length: int, seed: int,
                      shuffle_buffer: int, worker: int = 0, workers: int = 1, separator: str = "auto",
-                     in_memory: bool = False) -> tf.data.Dataset:
+                     in_memory: bool = False, label_sep: str | None = None) -> tf.data.Dataset:
     """(ids int32 [batch, width], label ids int32 [batch]) batches, endlessly: this worker's share
-    of each global batch of ``batch_size`` examples.
+    of each global batch of ``batch_size`` examples (multi-label, ``label_sep`` given: multi-hot
+    float32 labels [batch, len(labels)]).
 
     ``in_memory``: tokenize the files once, hold the token ids and shuffle all of them afresh
     each pass (for data that fits: no re-tokenizing, no shuffle buffer in the checkpoints);
@@ -154,7 +171,7 @@ def training_batches(files, labels, id_to_name, encoder, *, batch_size: int, seq
     if by_file:
         files = files[worker::workers]
         batch_size = batch_size * (worker + 1) // workers - batch_size * worker // workers
-    ds = encode(parse_lines(read_lines(files), labels, id_to_name, separator), encoder)
+    ds = encode(parse_lines(read_lines(files), labels, id_to_name, separator, label_sep), encoder)
     if in_memory:
         ds = _shuffled_epochs(_held(ds.with_options(_options())), seed)
     else:
@@ -171,11 +188,11 @@ def training_batches(files, labels, id_to_name, encoder, *, batch_size: int, seq
 
 
 def eval_batches(files, labels, id_to_name, encoder, *, sequence_length: int, batch_size: int = 256,
-                 separator: str = "auto", in_memory: bool = False) -> tf.data.Dataset:
-    """One pass over the eval files: (ids [batch, width], label ids [batch]), texts of similar
+                 separator: str = "auto", in_memory: bool = False, label_sep: str | None = None) -> tf.data.Dataset:
+    """One pass over the eval files: (ids [batch, width], labels as in :func:`training_batches`), texts of similar
     length together (the order is fixed, so metrics are the same every time). ``in_memory``:
     the first pass keeps the batches, so later evaluations neither read nor tokenize again."""
-    ds = encode(parse_lines(read_lines(files), labels, id_to_name, separator), encoder)
+    ds = encode(parse_lines(read_lines(files), labels, id_to_name, separator, label_sep), encoder)
     boundaries = bucket_boundaries(sequence_length)
     ds = ds.bucket_by_sequence_length(lambda x, y, n: n, boundaries, [batch_size] * (len(boundaries) + 1), no_padding=True)
     ds = ds.map(lambda x, y, n: (x[:, : tf.maximum(1, tf.reduce_max(n))], y))

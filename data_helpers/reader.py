@@ -9,6 +9,11 @@ If a line contains ``<SEP>`` it is split on the last ``<SEP>``, so the text may
 contain tabs; otherwise it is split on the last tab. Text and label are
 stripped of surrounding whitespace.
 
+Multi-label files (``label_sep`` given) have any number of labels joined by
+``label_sep`` in the label field (``text<TAB>price,fuel``); the field may be
+empty (no label). Each example's labels are then a tuple of names, repeated
+names merged (the file's first such line is logged once).
+
 The file is read as bytes and each line is decoded on its own (strict UTF-8),
 so a single bad line does not spoil the whole file. Malformed lines are skipped
 and counted; if there are too many of them, :class:`DataError` is raised.
@@ -52,7 +57,7 @@ class Examples:
     """
 
     texts: list[str]
-    labels: list[str]
+    labels: list  # a name per text, or (multi-label) a tuple of names per text
     path: str
     skipped: int
 
@@ -116,13 +121,14 @@ def _decodes_as_gbk(lines: list[bytes]) -> bool:
     return False
 
 
-def read_class_names(path) -> list[str]:
+def read_class_names(path, label_sep: str | None = None) -> list[str]:
     """Read a class-names file: one name per line, line i (from 0) is label id i.
 
     Names are stripped of surrounding whitespace. Blank lines at the very end
     of the file are ignored; a blank line anywhere else (it would shift the ids
-    of the names after it), a duplicate name, a line that is not UTF-8 or a
-    file without names raise :class:`DataError` naming ``path:line``.
+    of the names after it), a duplicate name, a line that is not UTF-8, a name
+    containing ``label_sep`` (multi-label) or a file without names raise
+    :class:`DataError` naming ``path:line``.
     """
     name, data = _read_bytes(path)
     lines = _lines(name, data)
@@ -147,13 +153,34 @@ def read_class_names(path) -> list[str]:
                 f"{name}:{lineno}: duplicate class name {class_name!r} "
                 f"(first on line {first_line[class_name]})"
             )
+        if label_sep and label_sep in class_name:
+            raise DataError(
+                f"{name}:{lineno}: class name {class_name!r} contains label_sep {label_sep!r}, which joins "
+                f"the labels of a multi-label line; rename the class or choose another label_sep"
+            )
         first_line[class_name] = lineno
         names.append(class_name)
     return names
 
 
-def _parse(line: str, id_to_name: list[str] | None) -> tuple[str, str] | str:
-    """Parse one decoded, non-blank line: ``(text, label)`` or a problem string."""
+def _label_name(label: str, id_to_name: list[str] | None) -> str | tuple[str]:
+    """A label as written -> its name (an integer id maps through ``id_to_name``), or ``(problem,)``."""
+    if id_to_name is not None and _INT_LABEL.fullmatch(label):
+        label_id = int(label)
+        if not 0 <= label_id < len(id_to_name):
+            return (
+                f"label id {label_id} out of range "
+                f"(there are {len(id_to_name)} class names, ids 0..{len(id_to_name) - 1})",
+            )
+        return id_to_name[label_id]
+    return label
+
+
+def _parse(line: str, id_to_name: list[str] | None, label_sep: str | None = None) -> tuple | str:
+    """Parse one decoded, non-blank line: ``(text, label)`` or a problem string.
+
+    With ``label_sep`` (multi-label) the label is a tuple of names, repeats merged, and the
+    result has a third item: the number of repeats merged."""
     if SEP in line:
         text, _, label = line.rpartition(SEP)
     elif "\t" in line:
@@ -163,17 +190,22 @@ def _parse(line: str, id_to_name: list[str] | None) -> tuple[str, str] | str:
     text, label = text.strip(), label.strip()
     if not text:
         return "empty text"
+    if label_sep is not None:
+        names: list[str] = []
+        for part in label.split(label_sep) if label else []:
+            part = part.strip()
+            if not part:
+                return f"empty label name in {label!r} (labels joined by {label_sep!r})"
+            named = _label_name(part, id_to_name)
+            if isinstance(named, tuple):
+                return named[0]
+            names.append(named)
+        unique = tuple(dict.fromkeys(names))
+        return text, unique, len(names) - len(unique)
     if not label:
         return "empty label"
-    if id_to_name is not None and _INT_LABEL.fullmatch(label):
-        label_id = int(label)
-        if not 0 <= label_id < len(id_to_name):
-            return (
-                f"label id {label_id} out of range "
-                f"(there are {len(id_to_name)} class names, ids 0..{len(id_to_name) - 1})"
-            )
-        label = id_to_name[label_id]
-    return text, label
+    named = _label_name(label, id_to_name)
+    return named[0] if isinstance(named, tuple) else (text, named)
 
 
 def read_examples(
@@ -182,6 +214,7 @@ def read_examples(
     id_to_name: list[str] | None = None,
     max_bad_fraction: float = 0.01,
     log: Callable[[str], object] = print,
+    label_sep: str | None = None,
 ) -> Examples:
     """Read ``text<TAB>label`` / ``text<SEP>label`` lines from ``path``.
 
@@ -194,6 +227,7 @@ def read_examples(
         max_bad_fraction: the largest allowed fraction of malformed lines
             among the non-blank lines; more than that raises DataError.
         log: called with one summary line if any lines were skipped.
+        label_sep: multi-label: the labels of a line are joined by this (see the module doc).
 
     Blank (whitespace-only) lines are skipped silently. Malformed lines (no
     separator, empty text, empty label, bytes that are not UTF-8, label id
@@ -205,7 +239,7 @@ def read_examples(
     """
     name, data = _read_bytes(path)
     stats = FileStats(name)
-    pairs = list(_examples(name, _lines(name, data), id_to_name, max_bad_fraction, stats, log))
+    pairs = list(_examples(name, _lines(name, data), id_to_name, max_bad_fraction, stats, log, label_sep))
     return Examples(texts=[t for t, _ in pairs], labels=[label for _, label in pairs], path=name, skipped=stats.skipped)
 
 
@@ -269,7 +303,8 @@ def scan_examples(
     max_bad_fraction: float = 0.01,
     stats: FileStats | None = None,
     log: Callable[[str], object] = print,
-) -> Iterator[tuple[str, str]]:
+    label_sep: str | None = None,
+) -> Iterator[tuple]:
     """Stream the ``(text, label)`` examples of one file, holding one line at a time.
 
     The same rules and messages as :func:`read_examples` (lines end at LF; a CR before it is
@@ -279,26 +314,31 @@ def scan_examples(
     """
     name = os.fsdecode(os.fspath(path))
     stats = stats if stats is not None else FileStats(name)
-    yield from _examples(name, _stream_lines(name), id_to_name, max_bad_fraction, stats, log)
+    yield from _examples(name, _stream_lines(name), id_to_name, max_bad_fraction, stats, log, label_sep)
 
 
-def _examples(name, raw_lines, id_to_name, max_bad_fraction, stats: FileStats, log) -> Iterator[tuple[str, str]]:
+def _examples(name, raw_lines, id_to_name, max_bad_fraction, stats: FileStats, log, label_sep=None) -> Iterator[tuple]:
     """The well-formed (text, label) pairs of ``raw_lines``, counted in ``stats``; the whole-file
     checks once the lines are read."""
     if not 0.0 <= max_bad_fraction <= 1.0:
         raise ValueError(f"max_bad_fraction must be between 0 and 1, got {max_bad_fraction!r}")
     bad_first: str | None = None
     not_utf8: list[bytes] = []  # the first few, for the GBK check
-    nonblank = n_not_utf8 = 0
+    nonblank = n_not_utf8 = repeated = 0
     for lineno, raw in enumerate(raw_lines, start=1):
         line, problem = _decode(raw)
         if problem is None:
             if not line.strip():
                 continue
-            parsed = _parse(line, id_to_name)
+            parsed = _parse(line, id_to_name, label_sep)
             if isinstance(parsed, tuple):
                 nonblank += 1
                 stats.examples += 1
+                if len(parsed) == 3:
+                    if parsed[2] and not repeated:
+                        repeated = lineno
+                        log(f"{name}:{lineno}: a label repeated on one line; merged (said once per file)")
+                    parsed = parsed[:2]
                 yield parsed
                 continue
             problem = parsed

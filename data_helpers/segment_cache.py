@@ -59,6 +59,7 @@ class SegmentCache:
             "eval": [file_digest(p) for p in expand_paths(cfg.eval_data)],
             "class_names": file_digest(cfg.class_names),
             "tokenizer": {k: conf[k] for k in ("mode", "user_dict_sha256", "max_chars")},
+            **({"label_sep": cfg.label_sep} if cfg.multi_label else {}),
         }
         self.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         # A worker other than the chief keeps its own copy in a private folder, removed after the run.
@@ -115,7 +116,8 @@ class SegmentCache:
                     name = f"{kind}-{len(names[kind]):05d}.txt"
                     names[kind].append(name)
                     state.update(file=open(os.path.join(tmp, name), "w", encoding="utf-8", newline="\n"), kind=kind, lines=0)
-                state["file"].write(f"{text}\t{label}\n")
+                written = self.cfg.label_sep.join(label) if isinstance(label, tuple) else label
+                state["file"].write(f"{text}\t{written}\n")
                 state["lines"] += 1
             return out
 

@@ -61,11 +61,14 @@ class VocabArtifacts:
     sequence_length: int
     binary: bool  # one sigmoid output (num_classes = 1) instead of a softmax
     settings: dict = field(default_factory=dict)  # data settings that went into the fingerprint
+    multi_label: bool = False  # one sigmoid output per label; a text has any number of labels
+    label_sep: str | None = None  # multi-label: what joins the labels of one line (and of the export's `label`)
 
     @property
     def fingerprint(self) -> str:
+        extra = {"multi_label": True, "label_sep": self.label_sep} if self.multi_label else {}
         return fingerprint(
-            {"tokenizer": self.tokenizer, "sequence_length": self.sequence_length, "binary": self.binary, **self.settings}
+            {"tokenizer": self.tokenizer, "sequence_length": self.sequence_length, "binary": self.binary, **self.settings, **extra}
         )
 
     def to_json(self) -> dict:
@@ -75,6 +78,8 @@ class VocabArtifacts:
             "tokenizer": self.tokenizer,
             "sequence_length": self.sequence_length,
             "binary": self.binary,
+            "multi_label": self.multi_label,
+            "label_sep": self.label_sep,
             "settings": self.settings,
             "labels": self.labels,
             "tokens_sha256": _digest(self.tokens),
@@ -99,6 +104,8 @@ class VocabArtifacts:
             sequence_length=data["sequence_length"],
             binary=data["binary"],
             settings=data["settings"],
+            multi_label=data.get("multi_label", False),
+            label_sep=data.get("label_sep"),
         )
         if art.fingerprint != data["fingerprint"] or _digest(art.tokens) != data.get("tokens_sha256"):
             raise StaleVocabError(f"{folder}/vocab.json: fingerprint does not match its content (edited by hand?)")

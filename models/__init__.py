@@ -14,5 +14,5 @@ MODELS = {
 
 
 def build_model(cfg, vocab_size: int, num_outputs: int):
-    """The model ``cfg.model_name`` names; ``num_outputs`` 1 = sigmoid (binary), N > 1 = softmax."""
+    """The model ``cfg.model_name`` names; ``num_outputs`` 1 = sigmoid (binary), N > 1 = softmax (N sigmoids when multi_label)."""
     return importlib.import_module(MODELS[cfg.model_name]).build(cfg, vocab_size, num_outputs)

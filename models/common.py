@@ -38,7 +38,8 @@ def dropout_rate(cfg) -> float:
 
 
 def classifier_head(x, cfg, num_outputs: int):
-    """Dropout, then a dense layer: sigmoid for one output (binary), softmax otherwise.
+    """Dropout, then a dense layer: sigmoids for one output (binary) or a multi_label config,
+    softmax otherwise.
 
     The output layer's kernel and bias carry the L2 penalty ``l2_reg_lambda``.
     """
@@ -46,7 +47,7 @@ def classifier_head(x, cfg, num_outputs: int):
     reg = keras.regularizers.L2(cfg.l2_reg_lambda) if cfg.l2_reg_lambda > 0 else None
     return keras.layers.Dense(
         num_outputs,
-        activation="sigmoid" if num_outputs == 1 else "softmax",
+        activation="sigmoid" if num_outputs == 1 or getattr(cfg, "multi_label", False) else "softmax",
         kernel_regularizer=reg,
         bias_regularizer=reg,
         dtype="float32",

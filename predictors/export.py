@@ -5,7 +5,13 @@ Signatures:
   ``probabilities`` (float [None, n_labels], in the order of ``assets/labels.txt``).
   Tokenizing runs in the graph with stock TensorFlow ops: raw text for ``char`` models,
   jieba-segmented (space-separated) text for ``word`` and ``whitespace`` models.
-- ``predict_ids``: ``ids`` (int32 [None, None], 0 = padding) -> the same two outputs.
+- ``predict_ids``: ``ids`` (int32 [None, None], 0 = padding) -> the same outputs.
+
+Multi-label models add ``predicted`` (bool [None, n_labels]: label i is on), and ``label`` is
+then the labels that are on, joined by the config's ``label_sep`` in the order of
+``assets/labels.txt`` (an empty string when none is on). The thresholds (one per label, tuned or
+not) and ``at_least_one`` are constants in the graph, so the Predictor, ``serve.py`` and stock
+TensorFlow Serving decide alike; ``assets/decision.json`` records them for people.
 
 Assets: ``vocab.txt`` (line = id), ``labels.txt``, ``vocab.json`` (tokenizer settings,
 fingerprint) and the jieba user dictionary when there is one. Each version is written to a
@@ -25,7 +31,7 @@ import time
 import keras
 import tensorflow as tf
 
-from data_helpers.io_utils import fault_point
+from data_helpers.io_utils import atomic_write_json, fault_point
 from data_helpers.tokenizer import Tokenizer
 from data_helpers.vocab import TextEncoder, VocabArtifacts
 
@@ -76,16 +82,34 @@ def guarded_probabilities(model, ids, binary: bool, n_labels: int, sequence_leng
     )
 
 
-def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str):
-    """The ExportArchive with both signatures; asset_dir holds vocab.txt, labels.txt, vocab.json."""
+def decide_labels(p, labels: list[str], thresholds, at_least_one: bool, label_sep: str) -> dict:
+    """Multi-label outputs from probabilities [batch, n_labels]: ``predicted`` (bool) and ``label``
+    (the labels that are on, joined by ``label_sep``)."""
+    on = p >= tf.constant(thresholds, tf.float32)
+    if at_least_one:
+        best = tf.equal(tf.range(len(labels), dtype=tf.int64)[tf.newaxis, :], tf.argmax(p, axis=-1)[:, tf.newaxis])
+        on = on | (best & ~tf.reduce_any(on, axis=-1, keepdims=True))
+    names = tf.ragged.boolean_mask(tf.broadcast_to(tf.constant(labels), tf.shape(on)), on)
+    return {"label": tf.strings.reduce_join(names, axis=-1, separator=label_sep), "predicted": on, "probabilities": p}
+
+
+def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str, decision: dict | None = None):
+    """The ExportArchive with both signatures; asset_dir holds vocab.txt, labels.txt, vocab.json.
+    ``decision`` (multi-label): ``{"thresholds": [one per label], "at_least_one": bool}``."""
     encoder = TextEncoder(
         Tokenizer.from_config(artifacts.tokenizer), os.path.join(asset_dir, "vocab.txt"), artifacts.sequence_length
     )
     labels = tf.constant(artifacts.labels)
     binary = artifacts.binary
 
+    if artifacts.multi_label:
+        decision = decision or {}
+        thresholds = decision.get("thresholds") or [0.5] * len(artifacts.labels)
+
     def outputs(ids):
         p = guarded_probabilities(model, ids, binary, len(artifacts.labels), artifacts.sequence_length)
+        if artifacts.multi_label:
+            return decide_labels(p, artifacts.labels, thresholds, bool(decision.get("at_least_one")), artifacts.label_sep)
         return {"label": tf.gather(labels, tf.argmax(p, axis=-1)), "probabilities": p}
 
     def serve_text(text):
@@ -102,8 +126,10 @@ def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str)
     return archive
 
 
-def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, keep: int = 3, log=print) -> str:
+def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, keep: int = 3, log=print,
+                 decision: dict | None = None) -> str:
     """Write the next version under base_dir (atomically) and keep the newest ``keep`` versions.
+    ``decision``: a multi-label model's thresholds and at_least_one (see :func:`build_archive`).
 
     The staging folder is locked while it is written, so another process's clean-up never
     removes it, and two exporters never take the same version number.
@@ -116,9 +142,15 @@ def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, k
     try:
         asset_dir = os.path.join(tmp, ".staging-assets")
         artifacts.save(asset_dir)
-        build_archive(model, artifacts, asset_dir).write_out(os.path.join(tmp, "model"), verbose=False)
+        build_archive(model, artifacts, asset_dir, decision).write_out(os.path.join(tmp, "model"), verbose=False)
         # The other files travel in assets/ too: for people, the Predictor and serve.py.
         assets = os.path.join(tmp, "model", "assets")
+        if artifacts.multi_label:
+            thresholds = (decision or {}).get("thresholds") or [0.5] * len(artifacts.labels)
+            atomic_write_json(os.path.join(assets, "decision.json"), {
+                "multi_label": True, "label_sep": artifacts.label_sep, "at_least_one": bool((decision or {}).get("at_least_one")),
+                "thresholds": {name: float(t) for name, t in zip(artifacts.labels, thresholds)},
+            })
         for name in ("labels.txt", "vocab.json"):
             shutil.copyfile(os.path.join(asset_dir, name), os.path.join(assets, name))
         if artifacts.tokenizer.get("user_dict"):

@@ -27,6 +27,9 @@ _CHUNK = 64
 class Predictor:
     """Classify raw text with a trained model.
 
+    A multi-label model's ``predict`` gives each text the list of its labels (those whose
+    probability reaches the threshold the export carries; see ``thresholds_``).
+
     Args:
         config_path: the training config; the newest export under its ``pb_model_path`` is
             loaded, after checking that it was trained with the tokenizer settings the
@@ -39,6 +42,8 @@ class Predictor:
         'pos'
         >>> p.predict_proba("质量太差了")
         {'neg': 0.93, 'pos': 0.07}
+        >>> Predictor("config/car_topics_textcnn.json").predict("油耗有点高，价格还行")
+        ['价格', '油耗']
     """
 
     def __init__(self, config_path: str, overrides=()):
@@ -71,6 +76,10 @@ class Predictor:
             tok["user_dict"] = os.path.join(assets, "user_dict.txt")
         self.tokenizer = Tokenizer.from_config(tok)
         self.classes_ = list(meta["labels"])
+        self.multi_label = bool(meta.get("multi_label", False))
+        self.thresholds_ = None  # multi-label: {label: threshold}, as the export applies them
+        if self.multi_label:
+            self.thresholds_ = read_json(os.path.join(assets, "decision.json"))["thresholds"]
         self._model = tf.saved_model.load(export_dir)
         self._serve = self._model.signatures["serving_default"]
 
@@ -103,9 +112,10 @@ class Predictor:
                 raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
         return texts, False
 
-    def _probabilities(self, texts: list[str]) -> tuple[np.ndarray, list[str]]:
+    def _probabilities(self, texts: list[str]) -> tuple[np.ndarray, list]:
+        """Probabilities [n, n_classes] and each text's label (multi-label: its list of labels)."""
         probs = np.zeros((len(texts), len(self.classes_)), np.float32)
-        labels = [""] * len(texts)
+        labels: list = [""] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(texts), _CHUNK):
             idx = order[start : start + _CHUNK]
@@ -114,16 +124,30 @@ class Predictor:
             data = [t.encode("utf-8", "replace") for t in chunk]
             out = self._serve(text=tf.constant(data, tf.string))
             probs[idx] = out["probabilities"].numpy()
-            for i, label in zip(idx, out["label"].numpy()):
-                labels[i] = label.decode("utf-8")
+            if self.multi_label:
+                for i, row in zip(idx, out["predicted"].numpy()):
+                    labels[i] = [c for c, on in zip(self.classes_, row) if on]
+            else:
+                for i, label in zip(idx, out["label"].numpy()):
+                    labels[i] = label.decode("utf-8")
         return probs, labels
 
     # ---- scikit-learn style API ----------------------------------------------------
     def predict(self, texts):
-        """One text -> its label; a list of texts -> a list of labels."""
+        """One text -> its label (multi-label: its list of labels, in ``classes_`` order);
+        a list of texts -> a list of those."""
         items, single = self._as_list(texts)
         labels = self._probabilities(items)[1]
         return labels[0] if single else labels
+
+    def classify(self, texts):
+        """One text -> ``{"label": ..., "probabilities": {label: p}}`` (multi-label: ``"labels"``,
+        a list) from one run of the model; a list of texts -> a list of those."""
+        items, single = self._as_list(texts)
+        probs, labels = self._probabilities(items)
+        key = "labels" if self.multi_label else "label"
+        out = [{key: label, "probabilities": {c: float(p) for c, p in zip(self.classes_, row)}} for label, row in zip(labels, probs)]
+        return out[0] if single else out
 
     def predict_proba(self, texts):
         """One text -> {label: probability}; a list -> a list of such dicts."""

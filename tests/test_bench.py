@@ -66,3 +66,37 @@ def test_thucnews_configs_read_the_shared_data():
             f"train_data={SHARED}/train.txt", f"eval_data={SHARED}/dev.txt", f"class_names={SHARED}/class.txt"])
         assert cfg.model_name == name
     assert read_class_names(os.path.join(SHARED, "class.txt"))[0] == "finance"
+
+
+def test_multilabel_and_longtail_harness_smoke(thucnews_like, tmp_path):
+    sys.path.insert(0, REPO)
+    from bench import longtail, multilabel
+    from tests.test_multilabel import TOPICS, make_multilabel_lines
+
+    d = tmp_path / "topics"
+    d.mkdir()
+    for split, n, seed in (("train", 200, 1), ("dev", 60, 2), ("test", 60, 3)):
+        (d / f"{split}.txt").write_text("\n".join(make_multilabel_lines(n, seed)) + "\n", encoding="utf-8")
+    (d / "class.txt").write_text("\n".join(TOPICS) + "\n", encoding="utf-8")
+    tiny = [*TINY, "--set=sequence_length=24", "--set=max_steps=12", "--set=eval_every=6"]
+    out = multilabel.main(["--data", str(d), "--models", "textcnn", "--out", str(tmp_path / "run"),
+                           "--results", str(tmp_path / "ml.json"), "--no-benchmarks-md", *tiny])
+    r = out["models"]["textcnn"]
+    assert 0 <= r["micro_f1"] <= 1 and r["labels_per_text_predicted"] >= 1  # the configs set at_least_one
+    assert 0 < out["baseline"]["micro_f1"] <= 1
+    section = multilabel.section(out)
+    assert section.startswith("## Multi-label") and "| textcnn |" in section and "within 2 points" in section
+
+    out = longtail.main(["--data", str(thucnews_like), "--results", str(tmp_path / "lt.json"), "--no-benchmarks-md",
+                         *TINY, "--set=max_steps=4", "--set=eval_every=2"])
+    assert list(out["runs"]) == list(longtail.VARIANTS) and out["train_lines_per_class"] == {0: 50, 1: 50, 2: 50}
+    assert "| class_weight balanced |" in longtail.section(out)
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(REPO, "..", "shared", "data", "car_topics")), reason="../shared/data/car_topics is absent")
+def test_car_topics_configs_read_the_shared_data():
+    from data_helpers.config import load_config
+
+    for name in ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext"):
+        cfg = load_config(os.path.join(REPO, "config", "car_topics", f"{name}.json"))
+        assert cfg.model_name == name and cfg.multi_label and cfg.tune_thresholds

@@ -1,6 +1,8 @@
 """Evaluation: probabilities for the eval set, the metrics every eval_every steps, the final report.
 
-Pure functions of (probabilities, true ids) for the metrics; scikit-learn computes them.
+Pure functions of (probabilities, true ids or multi-hot targets) for the metrics; scikit-learn
+computes them. Multi-label runs decide which labels are on with per-label thresholds
+(:func:`decide`), optionally tuned on the eval set (:func:`tune_thresholds`).
 Evaluation runs on the chief over the whole eval set, so a run on several workers reports the
 same figures as one process with the same weights.
 """
@@ -10,7 +12,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+from sklearn.metrics import (accuracy_score, classification_report, confusion_matrix, f1_score, hamming_loss,
+                             precision_recall_curve)
 
 
 def _inference_fn(model: keras.Model):
@@ -22,7 +25,7 @@ def _inference_fn(model: keras.Model):
 
 
 def predict_dataset(model: keras.Model, batches, binary: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and true label ids for every example of a finite (ids, label ids) dataset."""
+    """Probabilities and true labels (ids, or multi-hot rows) for every example of a finite dataset."""
     fn = _inference_fn(model)
     probs, ys = [], []
     for x, y in batches:
@@ -53,5 +56,64 @@ def evaluation_report(probs: np.ndarray, y: np.ndarray, labels: list[str]) -> di
         "examples": int(len(y)),
         "per_class": {name: per_class[name] for name in labels},
         "confusion_matrix": {"labels": labels, "rows_true_cols_predicted": confusion_matrix(y, pred, labels=ids).tolist()},
+        "table": classification_report(y, pred, labels=ids, target_names=labels, digits=4, zero_division=0),
+    }
+
+
+# ---- multi-label -----------------------------------------------------------------------------
+def tune_thresholds(probs: np.ndarray, y: np.ndarray, default: float) -> np.ndarray:
+    """Per label, the threshold (one of its eval probabilities) that maximises its F1 when a label
+    is on at ``probability >= threshold``; ``default`` for a label without a positive example.
+    float32 [n_labels], as the export compares them."""
+    out = np.full(y.shape[1], default, np.float32)
+    for j in range(y.shape[1]):
+        if y[:, j].sum() == 0:
+            continue
+        precision, recall, thresholds = precision_recall_curve(y[:, j], probs[:, j])
+        f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+        out[j] = thresholds[int(np.argmax(f1))]
+    return out.astype(np.float32)
+
+
+def decide(probs: np.ndarray, thresholds, at_least_one: bool) -> np.ndarray:
+    """bool [n, n_labels]: a label is on when its probability reaches its threshold; with
+    ``at_least_one`` a text with none on gets its likeliest label."""
+    pred = probs >= np.asarray(thresholds, np.float32)
+    if at_least_one:
+        none = ~pred.any(axis=1)
+        pred[np.flatnonzero(none), probs[none].argmax(axis=1)] = True
+    return pred
+
+
+def multilabel_metrics(probs: np.ndarray, y: np.ndarray, thresholds, at_least_one: bool = False) -> dict:
+    """Loss (mean binary cross-entropy), micro-, macro- and weighted-F1, subset accuracy, Hamming
+    loss and the mean number of labels per text, predicted and true."""
+    y = y.astype(bool)
+    pred = decide(probs, thresholds, at_least_one)
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    f1 = {avg: float(f1_score(y, pred, average=avg, zero_division=0)) for avg in ("micro", "macro", "weighted")}
+    return {
+        "loss": float(-np.mean(np.where(y, np.log(p), np.log(1 - p)))),
+        "micro_f1": f1["micro"],
+        "macro_f1": f1["macro"],
+        "weighted_f1": f1["weighted"],
+        "subset_accuracy": float(accuracy_score(y, pred)),
+        "hamming_loss": float(hamming_loss(y, pred)),
+        "labels_per_text_predicted": float(pred.sum(axis=1).mean()),
+        "labels_per_text_true": float(y.sum(axis=1).mean()),
+    }
+
+
+def multilabel_report(probs: np.ndarray, y: np.ndarray, labels: list[str], thresholds, at_least_one: bool = False) -> dict:
+    """:func:`multilabel_metrics`, per-label precision, recall, F1, support and threshold, and a table."""
+    y = y.astype(bool)
+    pred = decide(probs, thresholds, at_least_one)
+    ids = list(range(len(labels)))
+    per = classification_report(y, pred, labels=ids, target_names=labels, output_dict=True, zero_division=0)
+    return {
+        **multilabel_metrics(probs, y, thresholds, at_least_one),
+        "examples": int(len(y)),
+        "thresholds": {name: float(t) for name, t in zip(labels, np.broadcast_to(np.asarray(thresholds, np.float32), len(labels)))},
+        "per_class": {name: per[name] for name in labels},
         "table": classification_report(y, pred, labels=ids, target_names=labels, digits=4, zero_division=0),
     }

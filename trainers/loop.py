@@ -15,20 +15,11 @@ replica's gradient before summing).
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from data_helpers.pipeline import share_bounds
+from trainers.losses import predictions
 from trainers.optimizers import _dedupe
-
-
-def per_example_loss(y, probs, binary: bool, num_labels: int, label_smoothing: float):
-    """Cross-entropy of each example ([batch]); ``y`` holds label ids."""
-    if binary:
-        target = tf.cast(tf.reshape(y, [-1, 1]), probs.dtype)
-        return keras.losses.binary_crossentropy(target, probs, label_smoothing=label_smoothing)
-    target = tf.one_hot(y, num_labels, dtype=probs.dtype)
-    return keras.losses.categorical_crossentropy(target, probs, label_smoothing=label_smoothing)
 
 
 class TrainStep:
@@ -40,16 +31,17 @@ class TrainStep:
         model: a Keras model from token ids to probabilities.
         optimizer: a Keras optimizer of a :func:`trainers.optimizers.pre_reduced` class, built for
             ``model.trainable_variables``, without clipping of its own.
-        binary: one sigmoid output (binary) instead of a softmax.
-        num_labels: the softmax's width.
-        label_smoothing: of the training loss.
+        loss_fn: ``loss_fn(y, probs)`` -> the loss of each example ([batch]); see
+            :func:`trainers.losses.per_example_loss`.
+        kind: the head, ``softmax``, ``binary`` or ``multi_label`` (multi-label "correct" is
+            the share of labels right at 0.5, as Keras's BinaryAccuracy counts it).
         global_batch_size: examples per step over all replicas (the config's ``batch_size``).
         max_grad_norm: clip gradients to this global norm (None: no clipping).
     """
 
-    def __init__(self, strategy, model, optimizer, binary, num_labels, label_smoothing, global_batch_size, max_grad_norm):
+    def __init__(self, strategy, model, optimizer, loss_fn, kind, global_batch_size, max_grad_norm):
         self.strategy, self.model, self.optimizer = strategy, model, optimizer
-        self.binary, self.num_labels, self.label_smoothing = binary, num_labels, label_smoothing
+        self.loss_fn, self.kind = loss_fn, kind
         self.global_batch_size, self.max_grad_norm = global_batch_size, max_grad_norm
         try:
             self.local_replicas = len(strategy.extended.worker_devices)
@@ -61,7 +53,7 @@ class TrainStep:
         replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
             probs = self.model(x, training=True)
-            losses = per_example_loss(y, probs, self.binary, self.num_labels, self.label_smoothing)
+            losses = self.loss_fn(y, probs)
             loss = tf.nn.compute_average_loss(losses, global_batch_size=self.global_batch_size)
             if self.model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
@@ -73,12 +65,12 @@ class TrainStep:
         if self.max_grad_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm)
         self.optimizer.apply_gradients(zip(grads, variables))
-        if self.binary:
-            pred = tf.cast(tf.reshape(probs, [-1]) > 0.5, tf.int32)
+        pred = predictions(probs, self.kind)
+        if self.kind == "multi_label":
+            correct = tf.reduce_sum(tf.reduce_mean(tf.cast(tf.equal(pred, y > 0.5), tf.float32), axis=-1))
         else:
-            pred = tf.argmax(probs, axis=-1, output_type=tf.int32)
-        correct = tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, tf.int32)), tf.float32))
-        return tf.reduce_sum(losses), correct, tf.cast(tf.size(y), tf.float32)
+            correct = tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, tf.int32)), tf.float32))
+        return tf.reduce_sum(losses), correct, tf.cast(tf.shape(y)[0], tf.float32)
 
     def _part(self, x, y, i):
         """Local replica ``i``'s rows of this worker's share (several GPUs on one worker)."""

@@ -7,7 +7,7 @@
   the previous one in charge.
 - ``train_state.json``: which run the checkpoints belong to (a fingerprint of the vocab and every
   setting that changes the computation), the eval history, whether it completed.
-- ``best.weights.h5`` + ``best.json``: the best weights by eval macro-F1, for people and tools.
+- ``best.weights.h5`` + ``best.json``: the best weights by the eval metric `select_by` (macro-F1 by default), for people and tools.
 - ``.lock``: held (``fcntl``) by the chief of a live run; a second run on the same folder stops.
 
 Only the chief writes here. Other workers of a multi-worker run save their checkpoints into a
@@ -61,21 +61,30 @@ class RunLock:
             self._fd = None
 
 
+def metric_name(key: str) -> str:
+    """How logs name a select_by metric."""
+    return {"macro_f1": "macro-F1", "micro_f1": "micro-F1"}.get(key, key)
+
+
 class BestWeights(tf.Module):
     """A copy of the model's weights at its best eval step, with that step and score, kept in the
     checkpoint: a resumed run knows the best of the steps before it, and forgets those after it."""
 
-    def __init__(self, model):
+    def __init__(self, model, n_thresholds: int = 0, threshold: float = 0.5):
         super().__init__(name="best")
         self.weights = [tf.Variable(tf.zeros_like(w), trainable=False) for w in model.weights]
-        self.macro_f1 = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
+        self.score = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # Multi-label: the per-label thresholds the best step was scored with.
+        self.thresholds = tf.Variable(tf.fill([n_thresholds], tf.constant(threshold, tf.float32)), trainable=False)
 
-    def keep(self, model, macro_f1: float, step: int) -> None:
+    def keep(self, model, score: float, step: int, thresholds=None) -> None:
         for copy, w in zip(self.weights, model.weights):
             copy.assign(w.value)
-        self.macro_f1.assign(macro_f1)
+        self.score.assign(score)
         self.step.assign(step)
+        if thresholds is not None:
+            self.thresholds.assign(thresholds)
 
     def put_into(self, model) -> None:
         for copy, w in zip(self.weights, model.weights):
@@ -85,13 +94,15 @@ class BestWeights(tf.Module):
 class RunState:
     """Checkpoints, best weights and the run's state file (see the module docstring)."""
 
-    def __init__(self, cfg, model, optimizer, iterator, vocab_fingerprint: str, is_chief: bool = True, log=print):
+    def __init__(self, cfg, model, optimizer, iterator, vocab_fingerprint: str, is_chief: bool = True, log=print,
+                 n_thresholds: int = 0):
         self.cfg, self.model, self.optimizer, self.log = cfg, model, optimizer, log
         self.is_chief = is_chief
         self.dir = cfg.ckpt_model_path
         settings = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE_KEYS}
         self.fingerprint = fingerprint({"vocab": vocab_fingerprint, "config": settings})
-        self.best_weights = BestWeights(model)
+        self.select_by = cfg.select_by
+        self.best_weights = BestWeights(model, n_thresholds, cfg.threshold)
         # model.variables includes the dropout layers' seed-generator states: without them a resumed
         # run would draw other dropout masks than an uninterrupted one.
         self.ckpt = tf.train.Checkpoint(
@@ -99,7 +110,7 @@ class RunState:
         )
         self.state_path = os.path.join(self.dir, "train_state.json")
         self.best_path = os.path.join(self.dir, "best.weights.h5")
-        self.best = {"macro_f1": -1.0, "step": 0}
+        self.best = {"score": -1.0, "step": 0}
         self.history: list[dict] = []
         self.manager = self._manager()
 
@@ -138,13 +149,13 @@ class RunState:
             self.ckpt.restore(latest).assert_existing_objects_matched()
             step = int(self.optimizer.iterations.numpy())
             self.history = [h for h in state.get("history", []) if h["step"] <= step]
-            self.best = {"macro_f1": float(self.best_weights.macro_f1.numpy()), "step": int(self.best_weights.step.numpy())}
+            self.best = self._best_from_weights()
             if self.is_chief:
                 best_json = os.path.join(self.dir, "best.json")
                 saved = read_json(best_json) if os.path.exists(best_json) else {}
                 if saved.get("step") != self.best["step"]:  # best files from after the checkpoint: forget them
                     self._write_best({**next((h for h in self.history if h["step"] == self.best["step"]), {}), **self.best})
-            self.log(f"resuming from {latest}: step {step}, best eval macro-F1 so far {self.best['macro_f1']:.4f}")
+            self.log(f"resuming from {latest}: step {step}, best eval {metric_name(self.select_by)} so far {self.best['score']:.4f}")
             return step
         if self.is_chief:
             if fresh_reason:
@@ -153,6 +164,12 @@ class RunState:
                 self._clear()  # earlier checkpoints, or leftovers without a complete checkpoint
             self._write_state(completed=False)
         return 0
+
+    def _best_from_weights(self) -> dict:
+        best = {"score": float(self.best_weights.score.numpy()), "step": int(self.best_weights.step.numpy())}
+        if self.best_weights.thresholds.shape[0]:
+            best["thresholds"] = self.best_weights.thresholds.numpy().tolist()
+        return best
 
     def _write_state(self, completed: bool) -> None:
         if self.is_chief:
@@ -177,8 +194,8 @@ class RunState:
     def save_best(self, metrics: dict) -> None:
         """The model's weights now are the best so far: keep them (in memory for the next
         checkpoint, and on disk for people)."""
-        self.best_weights.keep(self.model, metrics["macro_f1"], metrics["step"])
-        self.best = {"macro_f1": metrics["macro_f1"], "step": metrics["step"]}
+        self.best_weights.keep(self.model, metrics[self.select_by], metrics["step"], metrics.get("thresholds"))
+        self.best = self._best_from_weights()
         if self.is_chief:
             self._write_best_files(metrics)
 
@@ -194,7 +211,7 @@ class RunState:
         for name in ("best.weights.h5", "best.json"):
             if os.path.exists(os.path.join(self.dir, name)):
                 os.remove(os.path.join(self.dir, name))
-        if self.best["macro_f1"] < 0:  # nothing evaluated before the checkpoint
+        if self.best["score"] < 0:  # nothing evaluated before the checkpoint
             return
         current = [w.numpy() for w in self.model.weights]
         self.best_weights.put_into(self.model)
@@ -206,7 +223,7 @@ class RunState:
 
     def restore_best(self) -> bool:
         """Put the best weights into the model (False when nothing was evaluated yet)."""
-        if self.best["macro_f1"] < 0:
+        if self.best["score"] < 0:
             return False
         self.best_weights.put_into(self.model)
         return True

@@ -26,10 +26,13 @@ from data_helpers.vocab import TextEncoder
 from data_helpers.word_vectors import load_word_vectors
 from models import build_model
 from predictors.export import export_model
-from trainers.evaluation import eval_metrics, evaluation_report, predict_dataset
+from trainers.evaluation import (eval_metrics, evaluation_report, multilabel_metrics, multilabel_report, predict_dataset,
+                                 tune_thresholds)
+from data_helpers.class_weights import class_weights
+from trainers.losses import head_kind, per_example_loss
 from trainers.loop import TrainStep
 from trainers.optimizers import LazyAdam, LazyAdamW, pre_reduced
-from trainers.run_state import ResumeError, RunLock, RunState
+from trainers.run_state import ResumeError, RunLock, RunState, metric_name
 from trainers.strategy import describe, strategy_from_env, worker_info
 
 __all__ = ["OPTIMIZERS", "ClusterError", "ResumeError", "Trainer", "TrainingInterrupted", "set_seed"]
@@ -126,18 +129,33 @@ class Trainer:
         return model, optimizer
 
     # ---- evaluation -------------------------------------------------------------------
-    def _evaluate(self, model, evals, binary, run: RunState, step: int, writer, log) -> None:
-        m = eval_metrics(*predict_dataset(model, evals, binary))
-        better = m["macro_f1"] > run.best["macro_f1"]
+    def _metrics(self, probs, y, labels, report: bool = False, thresholds=None) -> dict:
+        """Single-label: accuracy, macro-F1 ...; multi-label: with per-label thresholds (tuned on
+        this eval set when tune_thresholds, unless given)."""
+        cfg = self.cfg
+        if not cfg.multi_label:
+            return evaluation_report(probs, y, labels) if report else eval_metrics(probs, y)
+        if thresholds is None:
+            thresholds = tune_thresholds(probs, y, cfg.threshold) if cfg.tune_thresholds else np.full(len(labels), cfg.threshold, np.float32)
+        if report:
+            return multilabel_report(probs, y, labels, thresholds, cfg.at_least_one)
+        return {**multilabel_metrics(probs, y, thresholds, cfg.at_least_one), "thresholds": np.asarray(thresholds).tolist()}
+
+    def _evaluate(self, model, evals, binary, labels, run: RunState, step: int, writer, log) -> None:
+        key = self.cfg.select_by
+        m = self._metrics(*predict_dataset(model, evals, binary), labels)
+        better = m[key] > run.best["score"]
         if better:
             run.save_best({**m, "step": step})
+        m.pop("thresholds", None)
         run.history.append({"step": step, **m})
         with writer.as_default(step=step):
             for k, v in m.items():
                 tf.summary.scalar(k, v)
+        shown = ("micro_f1", "macro_f1", "subset_accuracy") if self.cfg.multi_label else ("accuracy", "macro_f1")
         log(
-            f"\nstep {step}: eval loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}"
-            + ("  (best so far)" if better else "")
+            f"\nstep {step}: eval loss {m['loss']:.4f}  " + "  ".join(f"{metric_name(k)} {m[k]:.4f}" for k in shown)
+            + (f"  (best {metric_name(key)} so far)" if better else "")
         )
 
     # ---- the run --------------------------------------------------------------------------
@@ -181,12 +199,18 @@ class Trainer:
             model, optimizer = self._build(data, total, log)
         encoder = TextEncoder(Tokenizer.from_config(data.artifacts.tokenizer), os.path.join(data.vocab_dir, "vocab.txt"), cfg.sequence_length)
         labels, binary = data.artifacts.labels, data.artifacts.binary
+        label_sep = cfg.label_sep if cfg.multi_label else None
+        kind = head_kind(binary, cfg.multi_label)
+        weights = class_weights(cfg.class_weight, labels, scan.train_label_counts, scan.train_examples, cfg.multi_label, cfg.source)
+        if weights is not None:
+            log("class weights" + (" (positive term of each label)" if cfg.multi_label else "") + ": "
+                + ", ".join(f"{name} {w:.3g}" for name, w in zip(labels, weights)))
         fits = lambda n: n * cfg.sequence_length * 4 <= cfg.in_memory_mb << 20  # noqa: E731
         batches = training_batches(
             data.train_files, labels, data.id_to_name, encoder, batch_size=cfg.batch_size, sequence_length=cfg.sequence_length,
             # A buffer larger than the data holds nothing more, but costs time in every checkpoint.
             seed=cfg.seed, shuffle_buffer=min(cfg.shuffle_buffer, scan.train_examples), worker=info.index, workers=info.count,
-            separator=data.separator, in_memory=fits(scan.train_examples),
+            separator=data.separator, in_memory=fits(scan.train_examples), label_sep=label_sep,
         )
         mb = scan.train_examples * cfg.sequence_length * 4 / 2**20
         log(f"training data: tokenized once and held in memory ({mb:.0f} MB of token ids)" if fits(scan.train_examples)
@@ -194,17 +218,19 @@ class Trainer:
                  f"{min(cfg.shuffle_buffer, scan.train_examples):,} ({mb:.0f} MB of token ids > in_memory_mb {cfg.in_memory_mb})")
         evals = eval_batches(
             data.eval_files, labels, data.id_to_name, encoder, sequence_length=cfg.sequence_length, separator=data.separator,
-            in_memory=fits(scan.eval_examples),  # evaluated every eval_every steps
+            in_memory=fits(scan.eval_examples), label_sep=label_sep,  # evaluated every eval_every steps
         )
         iterator = iter(batches)
-        run = RunState(cfg, model, optimizer, iterator, data.artifacts.fingerprint, info.is_chief, log)
+        run = RunState(cfg, model, optimizer, iterator, data.artifacts.fingerprint, info.is_chief, log,
+                       n_thresholds=len(labels) if cfg.multi_label else 0)
         start = run.start(self.restart)  # refuses other runs' checkpoints before anything is written
         if info.is_chief:
             save_vocab(data.artifacts, cfg.output_path, log)
-        train_step = TrainStep(
-            strategy, model, optimizer, binary, len(labels),
-            cfg.label_smoothing, cfg.batch_size, cfg.max_grad_norm,
-        )
+        def loss_fn(y, probs):
+            return per_example_loss(y, probs, kind=kind, num_labels=len(labels), label_smoothing=cfg.label_smoothing,
+                                    loss=cfg.loss, gamma=cfg.focal_gamma, weights=weights)
+
+        train_step = TrainStep(strategy, model, optimizer, loss_fn, kind, cfg.batch_size, cfg.max_grad_norm)
         logs = os.path.join(cfg.output_path, "logs")
         eval_writer = tf.summary.create_file_writer(os.path.join(logs, "eval")) if info.is_chief else tf.summary.create_noop_writer()
         train_writer = tf.summary.create_file_writer(os.path.join(logs, "train")) if info.is_chief else tf.summary.create_noop_writer()
@@ -250,7 +276,7 @@ class Trainer:
                     log(f"epoch {step // steps}/{cfg.epochs}: train loss {loss:.4f}  accuracy {acc:.4f}  ({time.time() - t1:.1f} s)")
                 window[:] = 0
                 if info.is_chief and step != last_eval:
-                    self._evaluate(model, evals, binary, run, step, eval_writer, log)
+                    self._evaluate(model, evals, binary, labels, run, step, eval_writer, log)
                     last_eval = step
             if step % cfg.checkpoint_every == 0:
                 run.checkpoint(step)
@@ -260,10 +286,12 @@ class Trainer:
             return {"worker": info.index, "step": step, "train_seconds": round(train_seconds, 1)}
 
         if not run.restore_best():  # resumed at the very end: nothing evaluated yet
-            self._evaluate(model, evals, binary, run, step, eval_writer, log)
+            self._evaluate(model, evals, binary, labels, run, step, eval_writer, log)
             run.restore_best()
-        report = evaluation_report(*predict_dataset(model, evals, binary), labels)
-        export_dir = export_model(model, data.artifacts, cfg.pb_model_path, keep=cfg.keep_exports, log=log)
+        thresholds = run.best.get("thresholds")
+        report = self._metrics(*predict_dataset(model, evals, binary), labels, report=True, thresholds=thresholds)
+        decision = {"thresholds": thresholds, "at_least_one": cfg.at_least_one} if cfg.multi_label else None
+        export_dir = export_model(model, data.artifacts, cfg.pb_model_path, keep=cfg.keep_exports, log=log, decision=decision)
         run.complete()
         table = report.pop("table")
         report = {
@@ -271,6 +299,8 @@ class Trainer:
             "config": cfg.source,
             "eval_data": cfg.eval_data,
             "best_step": run.best["step"],
+            "select_by": cfg.select_by,
+            "multi_label": cfg.multi_label,
             "train_seconds": round(train_seconds, 1),
             "train_examples_per_second": round((total - start) * cfg.batch_size / max(train_seconds, 1e-9), 1),
             "resumed_from_step": start,
@@ -282,5 +312,6 @@ class Trainer:
         }
         atomic_write_json(os.path.join(cfg.output_path, "report.json"), report)
         log(f"\nbest model (step {report['best_step']}) on {cfg.eval_data}:\n{table}")
-        log(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  report: {cfg.output_path}/report.json")
+        shown = ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss") if cfg.multi_label else ("accuracy", "macro_f1")
+        log("  ".join(f"{metric_name(k)} {report[k]:.4f}" for k in shown) + f"  report: {cfg.output_path}/report.json")
         return report
