@@ -5,7 +5,9 @@ Signatures:
   ``probabilities`` (float [None, n_labels], in the order of ``assets/labels.txt``).
   Tokenizing runs in the graph with stock TensorFlow ops: raw text for ``char`` models,
   jieba-segmented (space-separated) text for ``word`` and ``whitespace`` models.
-- ``predict_ids``: ``ids`` (int32 [None, None], 0 = padding) -> the same outputs.
+- ``predict_ids``: ``ids`` (int32 [None, None], 0 = padding) -> the same outputs. Ids outside
+  the vocabulary (negative, or >= its size) are an InvalidArgument error naming the input;
+  rows wider than ``sequence_length`` are cut to it, as training cut them.
 
 Multi-label models add ``predicted`` (bool [None, n_labels]: label i is on), and ``label`` is
 then the labels that are on, joined by the config's ``label_sep`` in the order of
@@ -115,8 +117,16 @@ def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str,
     def serve_text(text):
         return outputs(encoder.ids(text, full_width=False))
 
+    n_tokens = len(artifacts.tokens)
+
     def predict_ids(ids):
-        return outputs(ids)
+        checks = [
+            tf.debugging.Assert(tf.reduce_all(ids >= 0), ["ids: token ids must be >= 0 (0 is padding)"]),
+            tf.debugging.Assert(tf.reduce_all(ids < n_tokens),
+                                [f"ids: token ids must be < {n_tokens}, the vocabulary's size (assets/vocab.txt)"]),
+        ]
+        with tf.control_dependencies(checks):
+            return outputs(tf.identity(ids))
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -122,3 +122,18 @@ def test_graph_uses_stock_tensorflow_ops_only(trained):
         assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
         assert all(op_def_registry.get(op) is not None for op in ops), sorted(o for o in ops if op_def_registry.get(o) is None)
         assert "BlockLSTM" in ops or name != "bilstm"
+
+
+def test_predict_ids_refuses_ids_outside_the_vocabulary_in_the_graph(trained):
+    """So stock TensorFlow Serving answers such a request with INVALID_ARGUMENT too, naming the input."""
+    import tensorflow as tf
+
+    path, _ = trained("textcnn")
+    export = latest_export(load_config(path, log=quiet).pb_model_path)
+    fn = tf.saved_model.load(export).signatures["predict_ids"]
+    n = len(json.load(open(os.path.join(export, "assets", "vocab.json"), encoding="utf-8"))["tokens"])
+    assert fn(ids=tf.constant([[2, n - 1, 0]], tf.int32))["probabilities"].shape == (1, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"ids: token ids must be < {n}"):
+        fn(ids=tf.constant([[2, n]], tf.int32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ids: token ids must be >= 0"):
+        fn(ids=tf.constant([[-1, 2]], tf.int32))

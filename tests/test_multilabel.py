@@ -365,3 +365,19 @@ def test_tuned_threshold_maximises_each_labels_f1():
                 assert f1_score(y[:, j], probs[:, j] >= c, zero_division=0) <= best + 1e-12
         pred = decide(probs, t, at_least_one=True)
         assert pred.any(axis=1).all()
+
+
+def test_word_models_cache_label_lists(tmp_path, ml_corpus):
+    from data_helpers.dataset import prepare_data
+    from data_helpers.pipeline import parse_lines, read_lines
+
+    cfg = load_config(ml_config(tmp_path, ml_corpus, tokenizer="word"), log=quiet)
+    first = prepare_data(cfg, log=quiet)
+    labels = first.artifacts.labels
+    got = [tuple(np.flatnonzero(hot)) for _, hot in
+           parse_lines(read_lines(first.train_files), labels, None, "tab", ",").as_numpy_iterator()]
+    assert got == [tuple(sorted(labels.index(x) for x in t)) for t in true_sets(ml_corpus / "train.txt")]
+    logs = []
+    again = prepare_data(cfg, log=logs.append)  # read back from the complete cache
+    assert any(m.startswith("segmented text: reusing") for m in logs)
+    assert again.scan.train_label_counts == first.scan.train_label_counts and sum(first.scan.train_label_counts.values()) > 300
