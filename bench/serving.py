@@ -62,7 +62,10 @@ class Server:
         self.port = free_port()
         self.name, self.version = name, version
         self.url = f"http://127.0.0.1:{self.port}/v1/models/{name}"
-        self.args = ["--model_base_path", self.tmp, "--model_name", name, "--port", str(self.port), *extra_args]
+        self.grpc_port = free_port()
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        self.args = ["--model_base_path", self.tmp, "--model_name", name, "--rest_api_port", str(self.port),
+                     "--port", str(self.grpc_port), *extra_args]
         self.log_path = log_path or os.path.join(self.tmp, "server.log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "serve.py", *self.args], stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -108,6 +111,24 @@ def _percentile(sorted_values, q):
         return None
     k = min(len(sorted_values) - 1, max(0, int(round(q / 100 * (len(sorted_values) - 1)))))
     return sorted_values[k]
+
+
+def _summary(clients: int, batch: int, wall: float, stats: dict, latencies: list, statuses_key: str) -> dict:
+    latencies = sorted(latencies)
+    return {
+        "clients": clients,
+        "sentences_per_request": batch,
+        "seconds": round(wall, 2),
+        "requests": stats["requests"],
+        "requests_per_s": round(stats["requests"] / wall, 1),
+        "sentences_per_s": round(stats["sentences"] / wall, 1),
+        "p50_ms": round(_percentile(latencies, 50) * 1000, 2) if latencies else None,
+        "p99_ms": round(_percentile(latencies, 99) * 1000, 2) if latencies else None,
+        "errors": stats["errors"],
+        "wrong_answers": stats["wrong"],
+        statuses_key: stats["statuses"],
+        "first_problem": stats["first_problem"],
+    }
 
 
 async def load(url: str, texts, labels, probs, clients: int, seconds: float, batch: int, warmup: float = 1.0) -> dict:
@@ -174,21 +195,75 @@ async def load(url: str, texts, labels, probs, clients: int, seconds: float, bat
         t0 = time.perf_counter()
         await asyncio.gather(*(client(session, t0 + seconds, True) for _ in range(clients)))
         wall = time.perf_counter() - t0
-    latencies.sort()
-    return {
-        "clients": clients,
-        "sentences_per_request": batch,
-        "seconds": round(wall, 2),
-        "requests": stats["requests"],
-        "requests_per_s": round(stats["requests"] / wall, 1),
-        "sentences_per_s": round(stats["sentences"] / wall, 1),
-        "p50_ms": round(_percentile(latencies, 50) * 1000, 2) if latencies else None,
-        "p99_ms": round(_percentile(latencies, 99) * 1000, 2) if latencies else None,
-        "errors": stats["errors"],
-        "wrong_answers": stats["wrong"],
-        "http_statuses": stats["statuses"],
-        "first_problem": stats["first_problem"],
-    }
+    return _summary(clients, batch, wall, stats, latencies, "http_statuses")
+
+
+async def grpc_load(target: str, name: str, version: int, texts, labels, probs, clients: int, seconds: float,
+                    batch: int, warmup: float = 1.0) -> dict:
+    """The same closed loop over gRPC with TensorFlow Serving's client stubs (grpc.aio channel)."""
+    import grpc
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    n = len(texts)
+    protos = {}  # request protos built before timing: the client's proto encoding is not the server's cost
+    counter = {"next": 0}
+    stats = {"requests": 0, "sentences": 0, "errors": 0, "wrong": 0, "statuses": {}, "first_problem": None}
+    latencies = []
+
+    def request_for(idx):
+        key = tuple(idx)
+        if key not in protos:
+            r = predict_pb2.PredictRequest()
+            r.model_spec.name = name
+            r.model_spec.version.value = int(version)
+            r.inputs["text"].CopyFrom(tf.make_tensor_proto([texts[i] for i in idx]))
+            protos[key] = r
+        return protos[key]
+
+    async def client(stub, until, record):
+        while time.perf_counter() < until:
+            start = counter["next"]
+            counter["next"] += batch
+            idx = [(start + j) % n for j in range(batch)]
+            request = request_for(idx)
+            t = time.perf_counter()
+            try:
+                response = await stub.Predict(request, timeout=60)
+                code = "OK"
+            except grpc.aio.AioRpcError as e:
+                code = e.code().name
+                if stats["first_problem"] is None:
+                    stats["first_problem"] = f"{code}: {e.details()}"
+            dt = time.perf_counter() - t
+            if not record:
+                continue
+            stats["statuses"][code] = stats["statuses"].get(code, 0) + 1
+            if code != "OK":
+                stats["errors"] += 1
+                continue
+            stats["requests"] += 1
+            stats["sentences"] += batch
+            latencies.append(dt)
+            got_labels = [b.decode("utf-8") for b in tf.make_ndarray(response.outputs["label"])]
+            got = tf.make_ndarray(response.outputs["probabilities"])
+            want = np.array([probs[i] for i in idx])
+            if got_labels != [labels[i] for i in idx] or got.shape != want.shape or np.abs(got - want).max() > TOLERANCE:
+                stats["wrong"] += 1
+                if stats["first_problem"] is None:
+                    stats["first_problem"] = f"texts {idx[:3]}: expected {[labels[i] for i in idx][:3]}, got {got_labels[:3]}"
+
+    for start in range(0, n, batch):  # every request proto, before the clock starts
+        request_for([(start + j) % n for j in range(batch)])
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        until = time.perf_counter() + warmup
+        await asyncio.gather(*(client(stub, until, False) for _ in range(clients)))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(stub, t0 + seconds, True) for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return _summary(clients, batch, wall, stats, latencies, "grpc_statuses")
 
 
 def main(argv=None):
@@ -243,7 +318,8 @@ def main(argv=None):
     server_args = {}
     for label, extra in servers:
         server = Server(export, name, extra)
-        shown = ["<tmp>" if a == server.tmp else "<free port>" if a == str(server.port) else a for a in server.args]
+        shown = ["<tmp>" if a == server.tmp else "<free port>" if a in (str(server.port), str(server.grpc_port)) else a
+                 for a in server.args]
         server_args[label] = " ".join(["python serve.py", *shown])
         try:
             server.wait_available()
@@ -254,6 +330,11 @@ def main(argv=None):
                 r = asyncio.run(load(url, texts, labels, probs, args.clients, args.seconds, batch))
                 phases[key] = r
                 print(json.dumps({key: r}, ensure_ascii=False), flush=True)
+            if label == "batched":  # the same single-sentence load over gRPC
+                r = asyncio.run(grpc_load(server.grpc_target, name, server.version, texts, labels, probs, args.clients,
+                                          args.seconds, 1))
+                phases["grpc_single"] = r
+                print(json.dumps({"grpc_single": r}, ensure_ascii=False), flush=True)
         finally:
             rc = server.stop()
             if rc not in (0, None):
@@ -292,7 +373,8 @@ def write_benchmarks_section(out: dict) -> None:
         "| phase | sentences / request | requests / s | sentences / s | p50 ms | p99 ms | errors | wrong answers |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    names = {"single": "batching server, single sentence", "single_unbatched": "`--max_batch_size 1`, single sentence"}
+    names = {"single": "batching server, single sentence", "single_unbatched": "`--max_batch_size 1`, single sentence",
+             "grpc_single": "batching server, single sentence, gRPC"}
     for key, r in out["phases"].items():
         rows.append(
             f"| {names.get(key, 'batching server, ' + str(r['sentences_per_request']) + ' sentences')} | "
@@ -300,6 +382,7 @@ def write_benchmarks_section(out: dict) -> None:
             f"{r['errors']} | {r['wrong_answers']} |"
         )
     single, batch = out["phases"].get("single"), next((r for k, r in out["phases"].items() if k.startswith("batch")), None)
+    grpc_single = out["phases"].get("grpc_single")
     compare = ""
     if single and batch:
         compare = (f"In the same run, requests of {batch['sentences_per_request']} sentences moved "
@@ -309,16 +392,20 @@ def write_benchmarks_section(out: dict) -> None:
         u = out["phases"]["single_unbatched"]
         compare += (f"Batching concurrent single-sentence requests into one signature call gave {single['requests_per_s']} "
                     f"requests/s against {u['requests_per_s']} without it (`--max_batch_size 1`). ")
+    if single and grpc_single:
+        compare += (f"Over gRPC (TensorFlow Serving's client stubs on a grpc.aio channel, request protos built before "
+                    f"timing), the same single-sentence load gave {grpc_single['requests_per_s']} requests/s, p50 "
+                    f"{grpc_single['p50_ms']} ms, against {single['requests_per_s']} over REST. ")
     section = "\n".join(
         [
-            "## Serving (serve.py, TensorFlow Serving REST API)",
+            "## Serving (serve.py, TensorFlow Serving REST and gRPC APIs)",
             "",
             f"Command: `{out['command']}` on {out['date']}; {out['machine']['cores']} cores, {out['machine']['cpu']}; "
             f"TensorFlow {out['versions']['tensorflow']}, Python {out['versions']['python']}. "
             f"Export `{out['export']}`, served by `{out['server']['batched']}`"
             f"{'' if out['server_extra_args'] else ' (default batching: `--max_batch_size 256 --batch_timeout_ms 2`)'}, "
             "where `<tmp>` holds only a link to that export. "
-            f"{out['clients']} concurrent aiohttp clients (keep-alive connections) in one process, each sending its next "
+            f"{out['clients']} concurrent clients (aiohttp keep-alive connections for REST, one grpc.aio channel for gRPC) in one process, each sending its next "
             f"request as soon as the last one is answered, for {out['seconds_per_phase']:g} s per phase after 1 s of warm-up; "
             f"the clients run on the same {out['machine']['cores']} cores as the server, so they take part of its CPU "
             f"(1-minute load average when the run started: {out['machine']['load_average_1min_at_start']}). "

@@ -17,6 +17,7 @@ Training runs both stages over the corpus; the export contains stage 2, so a cli
 from __future__ import annotations
 
 import os
+import re
 
 import tensorflow as tf
 
@@ -27,6 +28,18 @@ MODES = ("char", "word", "whitespace")
 _CHAR_TOKEN = r"([a-z0-9]+|\S)"
 _CHAR_TOKEN_CASED = r"([A-Za-z0-9]+|\S)"
 _SPACES = r"[\s\p{Z}\p{Cc}]+"
+# jieba cuts only inside runs of these characters (its re_han_default); every other character
+# comes out of jieba.cut as a token of its own. And every jieba word is a dictionary word (the
+# longest in jieba's dictionary has 16 Chinese characters) or a short HMM-found word.
+_JIEBA_BLOCK = r"\x{4E00}-\x{9FD5}a-zA-Z0-9+#&._%\-"
+_HAN = r"\x{4E00}-\x{9FD5}"
+JIEBA_LONGEST_WORD = 16
+
+
+def longest_han_run(words) -> int:
+    """The longest run of Chinese characters in any of ``words``."""
+    runs = (len(r) for w in words for r in re.findall("[\u4E00-\u9FD5]+", w))
+    return max(runs, default=0)
 
 
 def read_word_list(path: str | None) -> list[str]:
@@ -110,6 +123,18 @@ class Tokenizer(tf.Module):
             keep = tf.ragged.map_flat_values(self._stop_table.lookup, tokens) == 0
             tokens = tf.ragged.boolean_mask(tokens, keep)
         return tokens
+
+    def unsegmented(self, strings: tf.Tensor, longest_word: int = JIEBA_LONGEST_WORD) -> tf.Tensor:
+        """For ``word`` models: bool [batch], True where a text cannot be jieba's output joined by
+        spaces. A token that is longer than one character and holds a character jieba always
+        emits alone (punctuation, emoji, other scripts), or a run of more than ``longest_word``
+        Chinese characters, is raw text sent to a word model by mistake."""
+        x = tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+        tokens = tf.strings.split(tf.strings.regex_replace(x, _SPACES, " "))
+        glued = tf.strings.regex_full_match(tokens, f"(?s).*[^{_JIEBA_BLOCK}].*") & (
+            tf.strings.length(tokens, unit="UTF8_CHAR") >= 2)
+        too_long = tf.strings.regex_full_match(tokens, f"(?s).*[{_HAN}]{{{int(longest_word) + 1},}}.*")
+        return tf.reduce_any(glued | too_long, axis=1)
 
     # ---- convenience --------------------------------------------------------------
     def tokenize(self, text: str) -> list[str]:

@@ -4,7 +4,9 @@ Signatures:
 - ``serving_default``: ``text`` (string [None]) -> ``label`` (string [None]) and
   ``probabilities`` (float [None, n_labels], in the order of ``assets/labels.txt``).
   Tokenizing runs in the graph with stock TensorFlow ops: raw text for ``char`` models,
-  jieba-segmented (space-separated) text for ``word`` and ``whitespace`` models.
+  jieba-segmented (space-separated) text for ``word`` and ``whitespace`` models. A ``word``
+  model refuses (InvalidArgument) a text that cannot be jieba's output, i.e. raw text sent by
+  mistake (see :meth:`Tokenizer.unsegmented`).
 - ``predict_ids``: ``ids`` (int32 [None, None], 0 = padding) -> the same outputs. Ids outside
   the vocabulary (negative, or >= its size) are an InvalidArgument error naming the input;
   rows wider than ``sequence_length`` are cut to it, as training cut them.
@@ -34,7 +36,7 @@ import keras
 import tensorflow as tf
 
 from data_helpers.io_utils import atomic_write_json, fault_point
-from data_helpers.tokenizer import Tokenizer
+from data_helpers.tokenizer import JIEBA_LONGEST_WORD, Tokenizer, longest_han_run, read_word_list
 from data_helpers.vocab import TextEncoder, VocabArtifacts
 
 TMP_PREFIX = ".tmp-export-"
@@ -114,8 +116,26 @@ def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str,
             return decide_labels(p, artifacts.labels, thresholds, bool(decision.get("at_least_one")), artifacts.label_sep)
         return {"label": tf.gather(labels, tf.argmax(p, axis=-1)), "probabilities": p}
 
-    def serve_text(text):
-        return outputs(encoder.ids(text, full_width=False))
+    tokenizer = encoder.tokenizer
+    if tokenizer.mode == "word":
+        # Raw text sent to a word model would become one unknown token per text and a near-constant
+        # answer; refuse it in the graph, so stock TensorFlow Serving refuses it too.
+        user_dict = tokenizer.user_dict if tokenizer.user_dict and os.path.isfile(tokenizer.user_dict) else None
+        user_words = [line.split()[0] for line in read_word_list(user_dict)]
+        longest = max(JIEBA_LONGEST_WORD, longest_han_run(artifacts.tokens), longest_han_run(user_words))
+
+        def serve_text(text):
+            bad = tokenizer.unsegmented(text, longest)
+            first = tf.gather(text, tf.where(bad)[:1, 0])
+            check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
+                "text: this word model takes text segmented by jieba with words joined by spaces "
+                "(Predictor(...).tokenizer.segment(texts), or serve.py, which segments raw text); "
+                "this looks like raw text:", first], summarize=1)
+            with tf.control_dependencies([check]):
+                return outputs(encoder.ids(tf.identity(text), full_width=False))
+    else:
+        def serve_text(text):
+            return outputs(encoder.ids(text, full_width=False))
 
     n_tokens = len(artifacts.tokens)
 

@@ -92,7 +92,7 @@ def test_a_multilabel_run_learns_and_reports_sklearn_metrics(ml_trained, ml_corp
 
 def test_tuned_thresholds_are_the_ones_every_consumer_applies(ml_trained, ml_corpus, tmp_path):
     from predictors import Predictor
-    from predictors.server import BackgroundServer
+    from serving.server import BackgroundServer
     from tests.test_server import call
 
     path, report = ml_trained

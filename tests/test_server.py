@@ -1,4 +1,4 @@
-"""serve.py / predictors.server: TensorFlow Serving's REST API over a tiny export.
+"""serve.py / serving: TensorFlow Serving's REST API over a tiny export.
 
 Status and metadata, row and columnar predict equal to the Predictor, predict_ids, b64 strings,
 a word model fed raw text, every error status (and the server still answering after it), hot
@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +28,8 @@ import pytest
 
 from data_helpers.config import load_config
 from predictors import Predictor
-from predictors.server import API_KEY, BackgroundServer, ModelManager, NoLoadableVersion
+from serving.manager import ModelManager, NoLoadableVersion
+from serving.server import BackgroundServer
 from tests.conftest import quiet, tiny_config
 from tests.test_export import ODD_TEXTS
 
@@ -144,14 +146,14 @@ def test_big_request(served):
 
 
 def test_batches_are_cut_into_calls_of_similar_lengths(served):
-    from predictors.server import _calls
+    from serving.servable import _calls
 
     assert _calls([], 64, 96) == []
     assert _calls([5, 1, 3], 64, 96) == [[1, 2, 0]]
     assert _calls([100, 1, 2, 3], 64, 96) == [[1, 2, 3], [0]]  # 3 texts padded by ~97 tokens: a new call
     assert _calls([1] * 5, 2, 96) == [[0, 1], [2, 3], [4]]
     srv, predictor = served
-    servable = srv.manager.current
+    servable = srv.manager.servable("tiny")
     out = servable.run_texts(TEXTS, chunk=2)  # many calls, answers back in request order
     assert out["label"] == predictor.predict(TEXTS)
     np.testing.assert_allclose(out["probabilities"], predictor.predict_proba_array(TEXTS), atol=1e-5)
@@ -227,6 +229,18 @@ def test_errors_and_the_server_keeps_serving(served, what, method, path, body, s
         predictor.predict("物流很差，很失望")
 
 
+def test_requests_over_the_instance_cap_get_400(export_1, tmp_path):
+    base = str(tmp_path / "capped")
+    os.makedirs(base)
+    copy_version(export_1, base, 1)
+    with BackgroundServer(base, "tiny", poll_seconds=30, max_instances=3) as srv:
+        assert call(f"{srv.url}/v1/models/tiny:predict", {"instances": ["很好"] * 3})[0] == 200
+        status, out = call(f"{srv.url}/v1/models/tiny:predict", {"instances": ["很好"] * 4})
+        assert status == 400 and "--max_instances_per_request" in out["error"] and "instances" in out["error"]
+        status, out = call(f"{srv.url}/v1/models/tiny:predict", {"signature_name": "predict_ids", "inputs": [[1]] * 4})
+        assert status == 400 and "at most 3" in out["error"]
+
+
 def test_chunked_body_over_the_limit_gets_413(served):
     srv, _ = served
 
@@ -249,7 +263,7 @@ def test_short_load_test_with_concurrent_clients(served):
     srv, predictor = served
     texts = TEXTS[:3] + [f"这本书{w}，{w}" for w in ("很好", "很差", "一般", "满意", "失望", "还行")]
     labels, probs = predictor.predict(texts), predictor.predict_proba_array(texts)
-    batcher = srv.app[API_KEY].batcher
+    batcher = srv.server.inference.batcher
     before = (batcher.batches, batcher.texts)
     results = {"ok": 0, "bad": [], "sent": 0}
 
@@ -302,12 +316,55 @@ def test_word_model_takes_raw_text(word_export):
     assert predictor.tokenizer.mode == "word"
     texts = ["这家店的服务很好，满意", "物流马马虎虎，中规中矩", "质量很差，很失望，要退货", *ODD_TEXTS[:4]]
     with BackgroundServer(os.path.dirname(word_export), "word", poll_seconds=30) as srv:
+        servable = srv.manager.servable("word")
+        threads, segment = [], servable.segment
+
+        def recording(batch):
+            threads.append(threading.current_thread().name)
+            return segment(batch)
+
+        servable.segment = recording
         status, out = call(f"{srv.url}/v1/models/word:predict", {"instances": texts})
         assert status == 200
         assert_matches(out["predictions"], predictor, texts)
+        assert threads and all(t.startswith("segment") for t in threads), threads  # jieba off the model thread
         b64 = [{"b64": base64.b64encode(t.encode("utf-8")).decode("ascii")} for t in texts]
         status, out = call(f"{srv.url}/v1/models/word:predict", {"inputs": {"text": b64}})
         assert status == 200 and out["outputs"]["label"] == predictor.predict(texts)
+
+
+def test_word_export_refuses_raw_text_in_the_graph(word_export):
+    """Stock TF Serving runs no jieba: raw text sent to a word export must fail loudly, not answer."""
+    import tensorflow as tf
+
+    predictor = Predictor.from_saved_model(word_export)
+    fn = tf.saved_model.load(word_export).signatures["serving_default"]
+    texts = ["这家店的服务很好，满意", "物流马马虎虎，中规中矩", "质量很差 😀 要退货", *ODD_TEXTS[:4]]
+    segmented = predictor.tokenizer.segment(texts)
+    out = fn(text=tf.constant(segmented))
+    assert [b.decode() for b in out["label"].numpy()] == predictor.predict(texts)
+    raw = ["这家店的服务很好，满意",  # punctuation glued to words
+           "侵华日军南京大屠杀遇难同胞纪念馆就在那里",  # more Chinese characters in a row than any jieba word
+           "质量很差😀"]
+    for text in raw:
+        with pytest.raises(tf.errors.InvalidArgumentError, match="this word model takes text segmented by jieba"):
+            fn(text=tf.constant([segmented[1], text]))
+
+
+def test_word_export_accepts_whatever_jieba_makes_of_any_text(word_export):
+    """The raw-text check never refuses real segmented input: any text, segmented as the Predictor does."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    predictor = Predictor.from_saved_model(word_export)
+    chinese = st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FD5), max_size=40)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.text(max_size=30) | chinese | st.sampled_from(ODD_TEXTS), min_size=1, max_size=4))
+    def check(texts):
+        assert len(predictor.predict(texts)) == len(texts)
+
+    check()
 
 
 # ---- versions: hot reload, broken versions ----------------------------------------------------
@@ -356,15 +413,15 @@ def test_no_loadable_version(tmp_path):
     broken.mkdir(parents=True)
     (broken / "saved_model.pb").write_bytes(b"garbage")
     with pytest.raises(NoLoadableVersion, match="no version loads"):
-        ModelManager("x", str(tmp_path / "base")).load_initial()
+        ModelManager.single("x", str(tmp_path / "base")).load_initial()
     import serve
 
-    assert serve.main(["--model_base_path", str(tmp_path / "base"), "--port", "0"]) == 2
+    assert serve.main(["--model_base_path", str(tmp_path / "base"), "--port", "0", "--rest_api_port", "0"]) == 2
 
 
 # ---- the CLI ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("args,message", [
-    (["--port", "1"], "required: --model_base_path"),
+    (["--port", "1"], "one of --model_base_path or --model_config_file is required"),
     (["--model_base_path", "/nonexistent/x"], "no such directory"),
     (["--model_base_path", ".", "--port", "70000"], "port"),
     (["--model_base_path", ".", "--poll_seconds", "0"], "poll_seconds"),
@@ -378,8 +435,8 @@ def test_cli_bad_arguments_exit_2_with_one_line(args, message):
 
 def test_cli_serves_and_stops_cleanly_on_sigterm(served):
     srv, _ = served
-    proc = subprocess.Popen([sys.executable, "serve.py", "--model_base_path", srv.manager.base_path, "--model_name", "tiny",
-                             "--port", "0"], stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen([sys.executable, "serve.py", "--model_base_path", srv.manager.sources["tiny"].base_path,
+                             "--model_name", "tiny", "--port", "0", "--rest_api_port", "0"], stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         url = None
         deadline = time.monotonic() + 60
