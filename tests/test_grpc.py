@@ -275,3 +275,44 @@ def test_serve_py_refuses_a_bad_config_file_with_one_line(tmp_path, capsys, expo
     assert serve.main(["--model_config_file", str(path), "--port", "0", "--rest_api_port", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "stable" in err and "version 4" in err
+
+
+def test_a_full_queue_answers_unavailable_at_once_on_both_apis(export_dir, tmp_path):
+    """TensorFlow Serving's answer to a full batch queue: UNAVAILABLE (HTTP 503), at once, not a wait."""
+    import concurrent.futures
+    import threading
+    import time
+
+    from serving.errors import QUEUE_FULL
+
+    base = str(tmp_path / "tiny")
+    os.makedirs(base)
+    copy_version(export_dir, base, 1)
+    with BackgroundServer(base, "tiny", poll_seconds=30, max_batch_size=2, max_enqueued_batches=1) as srv:
+        servable = srv.manager.servable("tiny")
+        gate, entered, run_texts = threading.Event(), threading.Event(), servable.run_texts
+
+        def slow(*args, **kwargs):
+            entered.set()
+            gate.wait(30)
+            return run_texts(*args, **kwargs)
+
+        servable.run_texts = slow  # the model thread is busy until the gate opens
+        batcher = srv.server.inference.batcher
+        url = f"{srv.url}/v1/models/tiny:predict"
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            try:
+                running = pool.submit(call, url, {"instances": ["很好"]})
+                assert entered.wait(TIMEOUT)  # its batch is on the model thread
+                queued = pool.submit(call, url, {"instances": ["很差", "一般"]})  # fills the queue: 1 batch of 2
+                wait_for(lambda: batcher.queued == 2, what="a full queue")
+                t = time.monotonic()
+                status, out = call(url, {"instances": ["还行"]})
+                assert status == 503 and QUEUE_FULL in out["error"] and time.monotonic() - t < 5
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(srv.grpc_target))
+                e = grpc_error(stub.Predict, predict_request(texts=["还行"]))
+                assert e.code() == grpc.StatusCode.UNAVAILABLE and QUEUE_FULL in e.details()
+            finally:
+                gate.set()
+            assert running.result(timeout=TIMEOUT)[0] == 200 and queued.result(timeout=TIMEOUT)[0] == 200
+        assert call(url, {"instances": ["还行"]})[0] == 200  # and it serves again
