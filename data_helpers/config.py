@@ -102,6 +102,7 @@ SCHEMA: dict[str, Key] = {
     "ckpt_model_path": Key("path", "ckpt_model/{model_name}", "Checkpoints."),
     "pb_model_path": Key("path", "pb_model/{model_name}", "SavedModel exports, one integer-versioned folder each (TensorFlow Serving layout)."),
     "keep_exports": Key("int", 3, "Export versions kept in pb_model_path.", _pos, "must be >= 1"),
+    "export_explain": Key("bool", True, "Exports carry the `explain` signature (attention or integrated gradients per token; `attention_maps` too for transformer), so the Predictor, serve.py and TensorFlow Serving can say why. false: a smaller export that traces faster."),
 }
 
 # Keys whose file must exist when training starts.

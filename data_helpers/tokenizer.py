@@ -108,21 +108,79 @@ class Tokenizer(tf.Module):
         cut = self._jieba_tokenizer().cut
         return [" ".join(cut(t[: self.max_chars])) for t in texts]
 
+    def segment_with_offsets(self, texts: list[str]) -> list[tuple[str, list[int]]]:
+        """:meth:`segment`, with where each character of the result came from: for each text,
+        ``(segmented, where)``, ``where[i]`` the index in the text of ``segmented[i]`` (-1 for
+        a space put between two jieba words)."""
+        if self.mode != "word":
+            return [(t, list(range(len(t)))) for t in texts]
+        cut = self._jieba_tokenizer().cut
+        out = []
+        for t in texts:
+            words, where, pos = list(cut(t[: self.max_chars])), [], 0  # jieba's words tile the text in order
+            for i, w in enumerate(words):
+                if i:
+                    where.append(-1)
+                where.extend(range(pos, pos + len(w)))
+                pos += len(w)
+            out.append((" ".join(words), where))
+        return out
+
     # ---- stage 2: TensorFlow graph -------------------------------------------------
     def split(self, strings: tf.Tensor) -> tf.RaggedTensor:
         """Stage 2: a string tensor [batch] -> ragged tokens [batch, None]."""
+        tokens = self._tokens(self._cut(strings), self.lowercase)
+        keep = self._keep(tokens)
+        return tokens if keep is None else tf.ragged.boolean_mask(tokens, keep)
+
+    def split_with_spans(self, strings: tf.Tensor):
+        """Stage 2 with where each token came from: (tokens, starts, ends), ragged [batch, None]
+        alike; token i of a text is its characters ``starts[i]:ends[i]`` (in characters, of the
+        string given: the raw text for ``char``, the segmented text otherwise). A text whose
+        lower-casing changes its length (a rare letter such as "İ") gets spans of -1."""
+        x = self._cut(strings)
+        tokens = self._tokens(x, self.lowercase)
+        y = tf.strings.lower(x, encoding="utf-8") if self.lowercase else x
+        # Every non-space character belongs to exactly one token, in order: a token's span runs
+        # from the position of its first non-space character to that of its last. Lower-casing
+        # maps a character to one character except in rare letters: there, the row gets -1s.
+        same = tf.equal(tf.strings.length(y, unit="UTF8_CHAR"), tf.strings.length(x, unit="UTF8_CHAR"))
+        chars = tf.strings.unicode_split(y, "UTF-8")
+        positions = tf.ragged.range(chars.row_lengths(), dtype=tf.int64)
+        solid = tf.ragged.boolean_mask(positions, tf.logical_not(tf.strings.regex_full_match(chars, _SPACES)))
+        lengths = tf.strings.length(tokens, unit="UTF8_CHAR")
+        flat_len = tf.cast(lengths.flat_values, tf.int64)
+        row_of = lengths.value_rowids()
+        before = tf.cumsum(flat_len, exclusive=True)
+        before -= tf.gather(tf.concat([before, [0]], 0), tf.gather(lengths.row_splits, row_of))
+        base = tf.gather(solid.row_splits, row_of)
+        ok = (before + flat_len <= tf.gather(solid.row_lengths(), row_of)) & (flat_len > 0) & tf.gather(same, row_of)
+        first = tf.gather(solid.flat_values, tf.where(ok, base + before, 0))
+        last = tf.gather(solid.flat_values, tf.where(ok, base + before + flat_len - 1, 0))
+        starts = lengths.with_flat_values(tf.where(ok, first, -1))
+        ends = lengths.with_flat_values(tf.where(ok, last + 1, -1))
+        keep = self._keep(tokens)
+        if keep is not None:
+            tokens, starts, ends = (tf.ragged.boolean_mask(t, keep) for t in (tokens, starts, ends))
+        return tokens, starts, ends
+
+    def _cut(self, strings: tf.Tensor) -> tf.Tensor:
         x = tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
-        x = tf.strings.substr(x, 0, self.max_chars, unit="UTF8_CHAR")
-        if self.lowercase:
+        return tf.strings.substr(x, 0, self.max_chars, unit="UTF8_CHAR")
+
+    def _tokens(self, x: tf.Tensor, lowercase: bool) -> tf.RaggedTensor:
+        if lowercase:
             x = tf.strings.lower(x, encoding="utf-8")
         x = tf.strings.regex_replace(x, _SPACES, " ")
         if self.mode == "char":
-            x = tf.strings.regex_replace(x, _CHAR_TOKEN if self.lowercase else _CHAR_TOKEN_CASED, r" \1 ")
-        tokens = tf.strings.split(x)
-        if self._stop_table is not None:
-            keep = tf.ragged.map_flat_values(self._stop_table.lookup, tokens) == 0
-            tokens = tf.ragged.boolean_mask(tokens, keep)
-        return tokens
+            x = tf.strings.regex_replace(x, _CHAR_TOKEN if lowercase else _CHAR_TOKEN_CASED, r" \1 ")
+        return tf.strings.split(x)
+
+    def _keep(self, tokens: tf.RaggedTensor):
+        """Which tokens are not stop words (None: no stop words)."""
+        if self._stop_table is None:
+            return None
+        return tf.ragged.map_flat_values(self._stop_table.lookup, tokens) == 0
 
     def unsegmented(self, strings: tf.Tensor, longest_word: int = JIEBA_LONGEST_WORD) -> tf.Tensor:
         """For ``word`` models: bool [batch], True where a text cannot be jieba's output joined by

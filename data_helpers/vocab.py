@@ -149,7 +149,10 @@ class TextEncoder(tf.Module):
         (at least 1): the models ignore padding, so serving pads no further than needed
         and a short sentence costs a short sequence (an LSTM pays per step).
         """
-        tokens = self.tokenizer.split(strings)[:, : self.sequence_length]
+        return self.ids_from_tokens(self.tokenizer.split(strings)[:, : self.sequence_length], full_width)
+
+    def ids_from_tokens(self, tokens: tf.RaggedTensor, full_width: bool = True) -> tf.Tensor:
+        """Ragged stage-2 tokens [batch, None] (at most sequence_length a row) -> ids, as :meth:`ids`."""
         ids = tf.ragged.map_flat_values(self.table.lookup, tokens)
         # A literal "<PAD>" in the text must not read as padding.
         ids = tf.ragged.map_flat_values(lambda v: tf.where(v == PAD_ID, tf.constant(UNK_ID, tf.int64), v), ids)

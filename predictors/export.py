@@ -38,6 +38,7 @@ import tensorflow as tf
 from data_helpers.io_utils import atomic_write_json, fault_point
 from data_helpers.tokenizer import JIEBA_LONGEST_WORD, Tokenizer, longest_han_run, read_word_list
 from data_helpers.vocab import TextEncoder, VocabArtifacts
+from predictors.explanation import explain_functions
 
 TMP_PREFIX = ".tmp-export-"
 
@@ -97,7 +98,8 @@ def decide_labels(p, labels: list[str], thresholds, at_least_one: bool, label_se
     return {"label": tf.strings.reduce_join(names, axis=-1, separator=label_sep), "predicted": on, "probabilities": p}
 
 
-def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str, decision: dict | None = None):
+def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str, decision: dict | None = None,
+                  explain: bool = True):
     """The ExportArchive with both signatures; asset_dir holds vocab.txt, labels.txt, vocab.json.
     ``decision`` (multi-label): ``{"thresholds": [one per label], "at_least_one": bool}``."""
     encoder = TextEncoder(
@@ -124,18 +126,20 @@ def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str,
         user_words = [line.split()[0] for line in read_word_list(user_dict)]
         longest = max(JIEBA_LONGEST_WORD, longest_han_run(artifacts.tokens), longest_han_run(user_words))
 
-        def serve_text(text):
+        def check_text(text):
             bad = tokenizer.unsegmented(text, longest)
-            first = tf.gather(text, tf.where(bad)[:1, 0])
-            check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
+            return [tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
                 "text: this word model takes text segmented by jieba with words joined by spaces "
                 "(Predictor(...).tokenizer.segment(texts), or serve.py, which segments raw text); "
-                "this looks like raw text:", first], summarize=1)
-            with tf.control_dependencies([check]):
-                return outputs(encoder.ids(tf.identity(text), full_width=False))
+                "this looks like raw text:", tf.gather(text, tf.where(bad)[:1, 0])], summarize=1)]
     else:
-        def serve_text(text):
-            return outputs(encoder.ids(text, full_width=False))
+        check_text = None
+
+    def serve_text(text):
+        if check_text is not None:
+            with tf.control_dependencies(check_text(text)):
+                text = tf.identity(text)
+        return outputs(encoder.ids(text, full_width=False))
 
     n_tokens = len(artifacts.tokens)
 
@@ -153,13 +157,19 @@ def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str,
     archive.track(encoder)  # its lookup table brings vocab.txt into assets/
     archive.add_endpoint("serving_default", serve_text, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     archive.add_endpoint("predict_ids", predict_ids, input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")])
+    if explain:
+        functions, explainer = explain_functions(model, encoder, artifacts.labels, binary, check_text)
+        archive.track(explainer)
+        for name, (fn, spec) in functions.items():
+            archive.add_endpoint(name, fn, input_signature=spec)
     return archive
 
 
 def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, keep: int = 3, log=print,
-                 decision: dict | None = None) -> str:
+                 decision: dict | None = None, explain: bool = True) -> str:
     """Write the next version under base_dir (atomically) and keep the newest ``keep`` versions.
-    ``decision``: a multi-label model's thresholds and at_least_one (see :func:`build_archive`).
+    ``decision``: a multi-label model's thresholds and at_least_one (see :func:`build_archive`);
+    ``explain``: add the ``explain`` signatures (:mod:`predictors.explanation`).
 
     The staging folder is locked while it is written, so another process's clean-up never
     removes it, and two exporters never take the same version number.
@@ -172,7 +182,7 @@ def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, k
     try:
         asset_dir = os.path.join(tmp, ".staging-assets")
         artifacts.save(asset_dir)
-        build_archive(model, artifacts, asset_dir, decision).write_out(os.path.join(tmp, "model"), verbose=False)
+        build_archive(model, artifacts, asset_dir, decision, explain).write_out(os.path.join(tmp, "model"), verbose=False)
         # The other files travel in assets/ too: for people, the Predictor and serve.py.
         assets = os.path.join(tmp, "model", "assets")
         if artifacts.multi_label:

@@ -22,6 +22,7 @@ from predictors.export import latest_export
 # Texts go to the signature in length order, in calls of up to _CHUNK: a call pads to its
 # longest text, so similar lengths waste little (about 4x faster than calls of 512 mixed texts).
 _CHUNK = 64
+_EXPLAIN_CHUNK = 16  # integrated gradients runs 64 steps of each text at once
 
 
 class Predictor:
@@ -172,6 +173,64 @@ class Predictor:
             out.append([(self.classes_[j], float(row[j])) for j in best])
         return out[0] if single else out
 
+    # ---- why ------------------------------------------------------------------------
+    def explain(self, texts, label=None, method: str = "auto", attention_maps: bool = False):
+        """Why the model decided, through the export's ``explain`` signature.
+
+        One text -> a dict; a list -> a list of dicts: ``label`` (the predicted one, or
+        ``label`` when given), its ``probability``, the ``method`` used, and ``tokens``: the
+        tokens as the model saw them (at most ``sequence_length``), each
+        ``{"token", "start", "end", "score"}`` with ``text[start:end]`` the characters it came
+        from (-1 where they cannot be told, e.g. text cut by ``max_chars``). For integrated
+        gradients, ``ig_gap`` is f(text) - f(baseline) - sum(scores), the integration error.
+
+        Args:
+            label: the label to explain (one of ``classes_``); None: the predicted one.
+            method: ``auto`` (attention where the model has it, else integrated gradients),
+                ``attention`` (``bilstm_atten``, ``transformer``) or ``integrated_gradients``.
+            attention_maps: transformer only: add ``attention_maps``, a numpy array
+                [blocks, heads, n_tokens, n_tokens] of each block's self-attention per head.
+        """
+        items, single = self._as_list(texts)
+        signatures = self._model.signatures
+        if "explain" not in signatures:
+            raise ValueError(f"{self.export_dir} has no explain signature (exported with export_explain: false); "
+                             "train or export again with export_explain: true")
+        if method not in ("auto", "attention", "integrated_gradients"):
+            raise ValueError(f"method must be auto, attention or integrated_gradients; got {method!r}")
+        if label is not None and label not in self.classes_:
+            raise ValueError(f"label {label!r} is not one of classes_ {self.classes_}")
+        if attention_maps and "attention_maps" not in signatures:
+            raise ValueError("attention_maps: only transformer exports have per-head attention maps")
+        out = []
+        for start in range(0, len(items), _EXPLAIN_CHUNK):
+            chunk = items[start : start + _EXPLAIN_CHUNK]
+            segmented = self.tokenizer.segment_with_offsets(chunk)
+            # Lone surrogates cannot be UTF-8 encoded; they become '?' (one character, so spans hold).
+            data = tf.constant([seg.encode("utf-8", "replace") for seg, _ in segmented], tf.string)
+            n = len(chunk)
+            r = {k: v.numpy() for k, v in signatures["explain"](
+                text=data, method=tf.constant([method] * n), label=tf.constant([label or ""] * n)).items()}
+            maps = signatures["attention_maps"](text=data)["maps"].numpy() if attention_maps else None
+            for i, (seg, where) in enumerate(segmented):
+                tokens = []
+                for tok, a, b, score in zip(r["tokens"][i], r["starts"][i], r["ends"][i], r["scores"][i]):
+                    if not tok:
+                        break  # padding
+                    if a >= 0 and b > a and b <= len(where) and where[a] >= 0 and where[b - 1] >= 0:
+                        a, b = where[a], where[b - 1] + 1
+                    else:
+                        a = b = -1
+                    tokens.append({"token": tok.decode("utf-8"), "start": int(a), "end": int(b), "score": float(score)})
+                item = {"label": r["label"][i].decode("utf-8"), "probability": float(r["probability"][i]),
+                        "method": r["method"][i].decode("utf-8"), "tokens": tokens}
+                if item["method"] == "integrated_gradients":
+                    item["ig_gap"] = float(r["ig_gap"][i])
+                if maps is not None:
+                    item["attention_maps"] = maps[i][:, :, : len(tokens), : len(tokens)]
+                out.append(item)
+        return out[0] if single else out
+
     @property
     def fingerprint(self) -> str:
         return self.meta["fingerprint"]
@@ -187,7 +246,7 @@ class Predictor:
 
     @property
     def signatures(self) -> dict:
-        """The export's signatures by name (``serving_default``, ``predict_ids``)."""
+        """The export's signatures by name (``serving_default``, ``predict_ids``, ``explain``, ...)."""
         return dict(self._model.signatures)
 
 

@@ -65,6 +65,8 @@ def tiny_config(root, corpus, model_name="textcnn", **overrides) -> str:
         "output_path": os.path.join(root, "outputs"),
         "ckpt_model_path": os.path.join(root, "ckpt"),
         "pb_model_path": os.path.join(root, "pb"),
+        # Explanations cost seconds of tracing per export; the tests that need them ask for them.
+        "export_explain": False,
     }
     cfg.update(overrides)
     path = os.path.join(root, f"{model_name}.json")

@@ -13,7 +13,8 @@ from tests.conftest import make_lines
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(REPO, "..", "shared", "data", "thucnews")
 TINY = ["--set=embedding_size=16", "--set=num_filters=8", "--set=hidden_sizes=[8]", "--set=filters=16",
-        "--set=num_heads=2", "--set=num_blocks=1", "--set=epochs=1", "--set=batch_size=32", "--set=warmup_steps=0"]
+        "--set=num_heads=2", "--set=num_blocks=1", "--set=epochs=1", "--set=batch_size=32", "--set=warmup_steps=0",
+        "--set=export_explain=false"]
 
 
 @pytest.fixture(scope="module")

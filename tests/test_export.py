@@ -87,12 +87,12 @@ def test_versions_count_up_and_old_ones_are_pruned(trained, tmp_path):
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         for _ in range(4):
-            export_model(model, art, base, keep=2, log=quiet)
+            export_model(model, art, base, keep=2, log=quiet, explain=False)
         assert export_versions(base) == [3, 4]
         assert sorted(os.listdir(base)) == [".tmp-export-live", "3", "4"]  # the crashed export's leftovers are gone
     finally:
         os.close(fd)
-    export_model(model, art, base, keep=2, log=quiet)  # released: now it is a leftover
+    export_model(model, art, base, keep=2, log=quiet, explain=False)  # released: now it is a leftover
     assert sorted(os.listdir(base)) == ["4", "5"]
 
 

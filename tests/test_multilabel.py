@@ -154,9 +154,9 @@ def test_at_least_one_gives_the_likeliest_label_when_none_passes(tmp_path, ml_co
     model = build_model(cfg, len(data.artifacts.tokens), len(data.artifacts.labels))
     texts = ["便宜又省油", "后排宽敞", "", "今天"]
     high = [0.999] * 4
-    plain = Predictor.from_saved_model(export_model(model, data.artifacts, str(tmp_path / "a"), log=quiet,
+    plain = Predictor.from_saved_model(export_model(model, data.artifacts, str(tmp_path / "a"), log=quiet, explain=False,
                                                     decision={"thresholds": high, "at_least_one": False}))
-    forced = Predictor.from_saved_model(export_model(model, data.artifacts, str(tmp_path / "b"), log=quiet,
+    forced = Predictor.from_saved_model(export_model(model, data.artifacts, str(tmp_path / "b"), log=quiet, explain=False,
                                                      decision={"thresholds": high, "at_least_one": True}))
     probs = plain.predict_proba_array(texts)
     assert probs.max() < 0.999  # an untrained model: nothing passes

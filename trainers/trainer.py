@@ -291,7 +291,8 @@ class Trainer:
         thresholds = run.best.get("thresholds")
         report = self._metrics(*predict_dataset(model, evals, binary), labels, report=True, thresholds=thresholds)
         decision = {"thresholds": thresholds, "at_least_one": cfg.at_least_one} if cfg.multi_label else None
-        export_dir = export_model(model, data.artifacts, cfg.pb_model_path, keep=cfg.keep_exports, log=log, decision=decision)
+        export_dir = export_model(model, data.artifacts, cfg.pb_model_path, keep=cfg.keep_exports, log=log, decision=decision,
+                                  explain=cfg.export_explain)
         run.complete()
         table = report.pop("table")
         report = {

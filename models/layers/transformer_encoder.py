@@ -42,6 +42,10 @@ class TransformerEncoderBlock(keras.layers.Layer):
         padding_mask: optional `[batch, seq]` boolean or 0/1 tensor,
             `True` = real token.
         training: bool, whether dropout is active.
+        return_attention_scores: bool. If `True`, return `(outputs, scores)`
+            with the self-attention weights `scores` of shape
+            `[batch, num_heads, seq, seq]` (query by key; each row sums to 1
+            over the real keys, padded keys get 0).
 
     Example:
 
@@ -125,7 +129,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         )
         self._feedforward_layer_norm.build(input_shape)
 
-    def call(self, inputs, padding_mask=None, training=None):
+    def call(self, inputs, padding_mask=None, training=None, return_attention_scores=False):
         attention_mask = None
         if padding_mask is not None:
             padding_mask = ops.convert_to_tensor(padding_mask)
@@ -135,9 +139,15 @@ class TransformerEncoderBlock(keras.layers.Layer):
             attention_mask = ops.expand_dims(padding_mask, 1)
 
         x = inputs
-        attended = self._self_attention_layer(
-            x, x, attention_mask=attention_mask, training=training
-        )
+        scores = None
+        if return_attention_scores:
+            attended, scores = self._self_attention_layer(
+                x, x, attention_mask=attention_mask, training=training, return_attention_scores=True
+            )
+        else:
+            attended = self._self_attention_layer(
+                x, x, attention_mask=attention_mask, training=training
+            )
         attended = self._self_attention_dropout(attended, training=training)
         x = self._self_attention_layer_norm(x + attended)
 
@@ -148,10 +158,19 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
         if padding_mask is not None:
             x = ops.where(ops.expand_dims(padding_mask, -1), x, ops.zeros_like(x))
+        if return_attention_scores:
+            return x, scores
         return x
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, padding_mask=None, training=None, return_attention_scores=False):
+        outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if return_attention_scores:
+            batch, seq = inputs.shape[0], inputs.shape[1]
+            return outputs, keras.KerasTensor((batch, self.num_heads, seq, seq), dtype=self.compute_dtype)
+        return outputs
 
     def get_config(self):
         config = super().get_config()

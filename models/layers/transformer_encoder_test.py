@@ -113,6 +113,22 @@ def test_padded_keys_get_no_attention():
     assert not np.allclose(unmasked[MASK], outputs[MASK], atol=1e-3)
 
 
+def test_attention_scores_are_returned_and_skip_padded_keys():
+    block = make_block()
+    outputs, scores = block(INPUTS, padding_mask=MASK, return_attention_scores=True)
+    scores = ops.convert_to_numpy(scores)
+    assert scores.shape == (3, block.num_heads, 5, 5)
+    np.testing.assert_allclose(ops.convert_to_numpy(outputs), ops.convert_to_numpy(block(INPUTS, padding_mask=MASK)), atol=1e-6)
+    for b in range(2):  # rows with real tokens
+        np.testing.assert_allclose(scores[b].sum(-1), 1.0, atol=1e-5)
+        assert np.all(scores[b][:, :, ~MASK[b]] == 0)
+    ids = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(10, 8)(ids)
+    out, att = TransformerEncoderBlock(num_heads=2, intermediate_dim=16)(x, padding_mask=ops.not_equal(ids, 0),
+                                                                         return_attention_scores=True)
+    assert tuple(att.shape) == (None, 2, None, None)
+
+
 def test_all_masked_row_gives_zeros():
     block = make_block()
     outputs = ops.convert_to_numpy(
