@@ -359,7 +359,7 @@ def test_word_export_accepts_whatever_jieba_makes_of_any_text(word_export):
     predictor = Predictor.from_saved_model(word_export)
     chinese = st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FD5), max_size=40)
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=60, deadline=None)
     @given(st.lists(st.text(max_size=30) | chinese | st.sampled_from(ODD_TEXTS), min_size=1, max_size=4))
     def check(texts):
         assert len(predictor.predict(texts)) == len(texts)
