@@ -238,8 +238,8 @@ class ModelManager:
         servables = src.servables if src else {}
         if label is not None:
             labels = src.entry.label_map if src else {}
-            if label not in labels:
-                raise not_found(f"Unrecognized servable version label: {label}")
+            if label not in labels:  # TensorFlow Serving's code and words for it
+                raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
             version = labels[label]
         if version is None:
             if not servables:

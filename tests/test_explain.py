@@ -165,6 +165,27 @@ def test_transformer_maps_and_the_same_scores_in_a_new_process_and_over_rest(exp
                                    atol=1e-5)
 
 
+def test_binary_heads_explain_both_labels():
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from models import textcnn
+    from models.explain import Explainer
+
+    cfg = SimpleNamespace(embedding_size=8, ngram_buckets=20, ngram_max=2, num_filters=4, filter_sizes=[2, 3],
+                          keep_prob=1.0, l2_reg_lambda=0.0, multi_label=False)
+    explainer = Explainer(textcnn.build(cfg, 20, 1), binary=True)  # one sigmoid: P(label 1)
+    ids = tf.constant([[3, 4, 5, 0], [6, 7, 0, 0]], tf.int32)
+    f = {}
+    for target in (0, 1):
+        scores, f_text, f_base = explainer.integrated_gradients(ids, tf.constant([target, target]), steps=64)
+        np.testing.assert_allclose(tf.reduce_sum(scores, 1), f_text - f_base, atol=1e-3)
+        assert np.all(scores.numpy()[ids.numpy() == 0] == 0)
+        f[target] = f_text.numpy()
+    np.testing.assert_allclose(f[0] + f[1], 1.0, atol=1e-6)
+
+
 def test_word_spans_map_back_to_the_raw_text():
     from data_helpers.tokenizer import Tokenizer
 

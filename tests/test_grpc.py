@@ -107,7 +107,7 @@ def test_grpc_predict_ids(grpc_served):
 @pytest.mark.parametrize("what,request_kwargs,code", [
     ("unknown model", dict(name="nope"), grpc.StatusCode.NOT_FOUND),
     ("unknown version", dict(version=7), grpc.StatusCode.NOT_FOUND),
-    ("unknown label", dict(label="canary"), grpc.StatusCode.NOT_FOUND),
+    ("unknown label", dict(label="canary"), grpc.StatusCode.INVALID_ARGUMENT),  # as TF Serving answers
     ("unknown signature", dict(signature="nope"), grpc.StatusCode.INVALID_ARGUMENT),
     ("unknown input", dict(key="txt"), grpc.StatusCode.INVALID_ARGUMENT),
     ("numbers for text", dict(tensor=tf.make_tensor_proto([1.5, 2.5])), grpc.StatusCode.INVALID_ARGUMENT),
@@ -229,7 +229,7 @@ def test_several_models_versions_labels_and_polling(export_dir, tmp_path, caplog
         for url in ("a/versions/1", "a/versions/2", "a/labels/stable", "a/labels/canary", "a", "b"):
             assert call(f"{srv.url}/v1/models/{url}:predict", {"instances": ["很好"]})[0] == 200, url
         assert call(f"{srv.url}/v1/models/a/versions/3:predict", {"instances": ["很好"]})[0] == 404  # not in the policy
-        assert call(f"{srv.url}/v1/models/a/labels/nope:predict", {"instances": ["很好"]})[0] == 404
+        assert call(f"{srv.url}/v1/models/a/labels/nope:predict", {"instances": ["很好"]})[0] == 400
         assert call(f"{srv.url}/v1/models/a/labels/canary")[1]["model_version_status"][0]["version"] == "2"
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(srv.grpc_target))
         assert stub.Predict(predict_request("a", ["很好"], label="canary"), timeout=TIMEOUT).model_spec.version.value == 2

@@ -305,7 +305,7 @@ def word_export(tmp_path_factory, corpus):
     root = tmp_path_factory.mktemp("word")
     user_dict = root / "user_dict.txt"
     user_dict.write_text("马马虎虎 5 a\n中规中矩 5 a\n", encoding="utf-8")
-    path = tiny_config(root, corpus, "textcnn", tokenizer="word", user_dict=str(user_dict), epochs=1)
+    path = tiny_config(root, corpus, "textcnn", tokenizer="word", user_dict=str(user_dict), epochs=1, export_explain=True)
     Trainer(load_config(path, log=quiet), log=quiet, verbose=0).train()
     user_dict.unlink()  # the export carries its own copy
     return os.path.join(load_config(path, log=quiet, check_files=False).pb_model_path, "1")
@@ -349,6 +349,16 @@ def test_word_export_refuses_raw_text_in_the_graph(word_export):
     for text in raw:
         with pytest.raises(tf.errors.InvalidArgumentError, match="this word model takes text segmented by jieba"):
             fn(text=tf.constant([segmented[1], text]))
+
+
+def test_word_model_explanations_point_into_the_raw_text(word_export):
+    predictor = Predictor.from_saved_model(word_export)
+    texts = ["这家店的服务很好，满意", "物流马马虎虎，中规中矩  iPhone12 不错"]
+    for text, r in zip(texts, predictor.explain(texts)):
+        assert r["label"] == predictor.predict(text) and r["tokens"]
+        for t in r["tokens"]:  # jieba words, located in the text as the caller sent it
+            assert t["start"] >= 0 and text[t["start"]:t["end"]].lower() == t["token"]
+        assert abs(r["ig_gap"]) < 0.05
 
 
 def test_word_export_accepts_whatever_jieba_makes_of_any_text(word_export):
