@@ -109,7 +109,9 @@ def test_tuned_thresholds_are_the_ones_every_consumer_applies(ml_trained, ml_cor
     want = [[c for c, on in zip(p.classes_, row >= thresholds) if on] for row in probs]
     assert got == want
     assert p.predict("便宜又省油") == got[-2] and isinstance(got[-2], list)
-    assert p.classify(texts[:2]) == [{"labels": got[i], "probabilities": p.predict_proba(texts[i])} for i in range(2)]
+    # Texts batched together are padded to the longer one: the same up to float rounding (which is CPU-dependent).
+    for i, c in enumerate(p.classify(texts[:2])):
+        assert c["labels"] == got[i] and c["probabilities"] == pytest.approx(p.predict_proba(texts[i]), abs=1e-6)
     # The same export in a new process, through plain tf.saved_model.load.
     code = (
         "import json, sys, tensorflow as tf\n"
