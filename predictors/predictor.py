@@ -17,6 +17,7 @@ from data_helpers.config import load_config
 from data_helpers.io_utils import read_json
 from data_helpers.tokenizer import Tokenizer
 from data_helpers.vocab import StaleVocabError
+from predictors.explanation import raw_span
 from predictors.export import latest_export
 
 # Texts go to the signature in length order, in calls of up to _CHUNK: a call pads to its
@@ -217,10 +218,7 @@ class Predictor:
                 for tok, a, b, score in zip(r["tokens"][i], r["starts"][i], r["ends"][i], r["scores"][i]):
                     if not tok:
                         break  # padding
-                    if a >= 0 and b > a and b <= len(where) and where[a] >= 0 and where[b - 1] >= 0:
-                        a, b = where[a], where[b - 1] + 1
-                    else:
-                        a = b = -1
+                    a, b = raw_span(a, b, where)
                     tokens.append({"token": tok.decode("utf-8"), "start": int(a), "end": int(b), "score": float(score)})
                 item = {"label": r["label"][i].decode("utf-8"), "probability": float(r["probability"][i]),
                         "method": r["method"][i].decode("utf-8"), "tokens": tokens}

@@ -8,6 +8,8 @@ the same answers and the same limits:
   whose bounded queue refuses work with UNAVAILABLE when full; ``word`` models' texts are
   segmented first by jieba on a pool of ``segment_threads`` threads, never on the model
   thread, so a long text being segmented does not hold up other models' batches;
+- ``word`` models' ``explain`` and ``attention_maps`` texts are segmented on that pool too, and the
+  answer's character spans mapped back to the raw text (as :meth:`Predictor.explain` does);
 - other signatures (``predict_ids``) run on the model thread directly, at most
   ``max_enqueued_batches`` of them waiting (UNAVAILABLE past it);
 - TensorFlow's InvalidArgument errors from the graph (an id outside the vocabulary) are the
@@ -63,13 +65,11 @@ class Inference:
                 if servable.segments and texts:
                     texts = await loop.run_in_executor(self.segmenter, servable.segment, texts)
                 return await self.batcher.submit(servable, texts)
-            if self._direct >= self.max_direct:
-                raise ServingError("UNAVAILABLE", f"{QUEUE_FULL} ({self._direct} {sig} calls waiting); retry later")
-            self._direct += 1
-            try:
-                return await loop.run_in_executor(self.model_thread, servable.run, sig, arrays)
-            finally:
-                self._direct -= 1
+            if servable.segments and servable.span_signature(sig):  # explain on a word model: as the Predictor does
+                texts = arrays[TEXT_INPUT].reshape(-1).tolist()
+                segmented = await loop.run_in_executor(self.segmenter, servable.segment_with_offsets, texts)
+                return await self._direct_call(servable.run_spans, sig, arrays, segmented)
+            return await self._direct_call(servable.run, sig, arrays)
         except ServingError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -77,3 +77,13 @@ class Inference:
             if err is None:
                 raise
             raise err from None
+
+    async def _direct_call(self, fn, sig: str, *args):
+        """``fn(sig, *args)`` on the model thread, at most ``max_enqueued_batches`` such calls waiting."""
+        if self._direct >= self.max_direct:
+            raise ServingError("UNAVAILABLE", f"{QUEUE_FULL} ({self._direct} {sig} calls waiting); retry later")
+        self._direct += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn, sig, *args)
+        finally:
+            self._direct -= 1

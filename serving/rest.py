@@ -5,6 +5,7 @@
 - ``POST /v1/models/NAME[/versions/N | /labels/L]:predict``    row (``instances``) or columnar
   (``inputs``) format, optional ``signature_name``
 - ``GET  /monitoring/prometheus/metrics``                      Prometheus metrics
+- ``GET  /`` (and ``/ui/app.js``, ``/ui/style.css``)             the explanation page (:mod:`serving.page`)
 
 Errors are ``{"error": message}`` with the HTTP status TensorFlow Serving gives the error's code.
 The handlers parse with :mod:`serving.codec` and run with :class:`serving.inference.Inference`;
@@ -21,7 +22,7 @@ import time
 
 from aiohttp import web
 
-from serving import codec
+from serving import codec, page
 from serving.errors import ServingError, invalid
 from serving.metrics import PATH as METRICS_PATH
 
@@ -80,8 +81,14 @@ class RestApi:
             self.metrics.set_versions(self.manager.sources)
             body, ctype = self.metrics.render()
             return web.Response(body=body, headers={"Content-Type": ctype})
+        if method in ("GET", "HEAD") and path in ("/", "/index.html"):
+            return web.Response(body=page.index_html(self.manager.sources), content_type="text/html", charset="utf-8")
+        if method in ("GET", "HEAD") and path.startswith("/ui/"):
+            found = page.static_file(path[len("/ui/"):])
+            if found is not None:
+                return web.Response(body=found[0], content_type=found[1], charset="utf-8")
         if not path.lower().startswith("/v1/"):
-            raise ServingError("NOT_FOUND", f"Not found: {path} (this server answers /v1/models/... and {METRICS_PATH})")
+            raise ServingError("NOT_FOUND", f"Not found: {path} (this server answers /v1/models/..., {METRICS_PATH} and the page at /)")
         if method == "POST":
             m = _PREDICT_PATH.fullmatch(path)
             if m:

@@ -53,6 +53,10 @@ class Servable:
         self._tf = tf
         self.metadata = self._signature_def_map()
         self._text_signatures = {k for k in self.signatures if self._takes_text(k)}
+        # Signatures answering with character spans of their text input (explain, attention_maps):
+        # a word model's raw text is segmented for them and the spans mapped back to it.
+        self._span_signatures = {k for k, out in self.outputs.items()
+                                 if TEXT_INPUT in self.inputs[k] and {"starts", "ends"} <= set(out)}
         # Warm up (first calls are slow; jieba builds its dictionary) and prove it answers.
         if self.segments:
             self.tokenizer.segment(["预热"])
@@ -75,6 +79,31 @@ class Servable:
         if not self.segments:
             return texts
         return self.tokenizer.segment([t.decode("utf-8", "replace") if isinstance(t, bytes) else t for t in texts])
+
+    def span_signature(self, sig: str) -> bool:
+        """True for a signature with a ``text`` input whose answer has ``starts``/``ends`` spans."""
+        return sig in self._span_signatures
+
+    def segment_with_offsets(self, texts) -> list:
+        """Raw texts -> [(segmented text, where)] (:meth:`Tokenizer.segment_with_offsets`)."""
+        return self.tokenizer.segment_with_offsets(
+            [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in texts])
+
+    def run_spans(self, sig: str, arrays: dict, segmented: list) -> dict:
+        """A span signature on a word model's segmented texts (``segmented``, from
+        :meth:`segment_with_offsets`, in the order of ``arrays["text"]``), its spans mapped back to
+        the raw texts, as :meth:`Predictor.explain` maps them."""
+        from predictors.explanation import raw_span
+
+        text = np.empty(len(segmented), dtype=object)
+        text[:] = [seg.encode("utf-8", "replace") for seg, _ in segmented]
+        out = self.run(sig, {**arrays, TEXT_INPUT: text})
+        starts, ends = out["starts"].copy(), out["ends"].copy()
+        for i, (_, where) in enumerate(segmented):
+            for j in range(starts.shape[1]):
+                if starts[i, j] >= 0:
+                    starts[i, j], ends[i, j] = raw_span(starts[i, j], ends[i, j], where)
+        return {**out, "starts": starts, "ends": ends}
 
     def run_texts(self, texts: list, chunk: int = CALL_CHUNK, segmented: bool = False) -> dict:
         """serving_default over texts (raw unless ``segmented``: see :meth:`segment`), in calls of

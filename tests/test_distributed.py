@@ -12,7 +12,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from data_helpers.config import load_config
 from tests.conftest import quiet, tiny_config

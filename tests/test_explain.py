@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 
@@ -15,32 +14,10 @@ import numpy as np
 import pytest
 
 from data_helpers.config import load_config
-from tests.conftest import MODELS, quiet, tiny_config
+from tests.conftest import KEYWORDS, MODELS, quiet, tiny_config
 
-KEYWORDS = {"red": "红组", "blue": "蓝组", "green": "绿组"}
-FILLER = list("的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处理府研质")
 IG_TOLERANCE = 0.05  # |f(text) - f(baseline) - sum(scores)|, in probability
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def planted_lines(n: int, seed: int) -> list[str]:
-    """Random filler with one keyword at a random place; the label is the keyword's."""
-    rng = random.Random(seed)
-    lines = []
-    for i in range(n):
-        key = list(KEYWORDS)[i % 3]
-        words = [rng.choice(FILLER) for _ in range(rng.randint(6, 14))]
-        words.insert(rng.randint(0, len(words)), f" {key} ")
-        lines.append("".join(words) + "\t" + KEYWORDS[key])
-    return lines
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("planted")
-    (root / "train.txt").write_text("\n".join(planted_lines(360, 1)) + "\n", encoding="utf-8")
-    (root / "eval.txt").write_text("\n".join(planted_lines(60, 2)) + "\n", encoding="utf-8")
-    return root
 
 
 @pytest.fixture(scope="module")

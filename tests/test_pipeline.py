@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import gzip
-import os
 import random
 
 import pytest

@@ -214,7 +214,8 @@ ERRORS = [
     ("unknown version: predict", "POST", "/v1/models/tiny/versions/7:predict", b'{"instances": ["a"]}', 404),
     ("unknown version: status", "GET", "/v1/models/tiny/versions/7", None, 404),
     ("unknown version: metadata", "GET", "/v1/models/tiny/versions/7/metadata", None, 404),
-    ("not the API", "GET", "/index.html", None, 404),
+    ("not the API", "GET", "/nothing.html", None, 404),
+    ("not one of the page's files", "GET", "/ui/index.html", None, 404),
     ("body over --max_body_bytes", "POST", "/v1/models/tiny:predict", BIG, 413),
 ]
 

@@ -117,3 +117,50 @@ def multilabel_report(probs: np.ndarray, y: np.ndarray, labels: list[str], thres
         "per_class": {name: per[name] for name in labels},
         "table": classification_report(y, pred, labels=ids, target_names=labels, digits=4, zero_division=0),
     }
+
+
+REPORT_TEXTS = 5000  # eval texts read again for report.html's examples
+EXAMPLES_EACH = 3
+
+
+def report_examples(model: keras.Model, encoder, examples, labels: list[str], binary: bool, *, multi_label: bool = False,
+                    thresholds=None, at_least_one: bool = False, limit: int = REPORT_TEXTS, each: int = EXAMPLES_EACH) -> dict:
+    """Example texts for report.html, from the first ``limit`` of ``examples`` ((text, label) pairs
+    as the reader yields them) run through ``model`` as the export runs it (same tokenization).
+
+    Single-label: ``{(true, predicted): [texts]}`` for misclassified texts; multi-label:
+    ``{label: {"missed": [texts], "added": [texts]}}``. At most ``each`` texts per entry."""
+    texts, truth = [], []
+    for text, label in examples:
+        texts.append(text)
+        truth.append(label)
+        if len(texts) >= limit:
+            break
+    out: dict = {}
+    if not texts:
+        return out
+    fn = _inference_fn(model)
+    index = {name: i for i, name in enumerate(labels)}
+    probs = []
+    for start in range(0, len(texts), 256):
+        chunk = encoder.tokenizer.segment(texts[start : start + 256])
+        p = fn(encoder.ids(tf.constant([t.encode("utf-8", "replace") for t in chunk]), full_width=False)).numpy()
+        probs.append(np.concatenate([1.0 - p, p], axis=1) if binary else p)
+    probs = np.concatenate(probs)
+    if multi_label:
+        on = decide(probs, thresholds if thresholds is not None else 0.5, at_least_one)
+        for row, (text, gold) in enumerate(zip(texts, truth)):
+            gold = {gold} if isinstance(gold, str) else set(gold)
+            for j, name in enumerate(labels):
+                kind = "missed" if name in gold and not on[row, j] else "added" if on[row, j] and name not in gold else None
+                if kind:
+                    bucket = out.setdefault(name, {"missed": [], "added": []})[kind]
+                    if len(bucket) < each:
+                        bucket.append(text)
+        return out
+    for text, gold, pred in zip(texts, truth, probs.argmax(axis=1)):
+        if gold in index and index[gold] != pred:
+            bucket = out.setdefault((gold, labels[pred]), [])
+            if len(bucket) < each:
+                bucket.append(text)
+    return out

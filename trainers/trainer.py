@@ -19,19 +19,22 @@ import numpy as np
 import tensorflow as tf
 
 from data_helpers.dataset import PreparedData, prepare_data, save_vocab
-from data_helpers.io_utils import atomic_write_json, fault_point
+from data_helpers.io_utils import atomic_write_json, atomic_write_text, fault_point
 from data_helpers.pipeline import eval_batches, shards_by_file, training_batches
+from data_helpers.reader import scan_examples
+from data_helpers.sources import expand_paths
 from data_helpers.tokenizer import Tokenizer
 from data_helpers.vocab import TextEncoder
 from data_helpers.word_vectors import load_word_vectors
 from models import build_model
 from predictors.export import export_model
 from trainers.evaluation import (eval_metrics, evaluation_report, multilabel_metrics, multilabel_report, predict_dataset,
-                                 tune_thresholds)
+                                 report_examples, tune_thresholds)
 from data_helpers.class_weights import class_weights
 from trainers.losses import head_kind, per_example_loss
 from trainers.loop import TrainStep
 from trainers.optimizers import LazyAdam, LazyAdamW, pre_reduced
+from trainers.report_html import render as render_report
 from trainers.run_state import ResumeError, RunLock, RunState, metric_name
 from trainers.strategy import describe, strategy_from_env, worker_info
 
@@ -140,6 +143,18 @@ class Trainer:
         if report:
             return multilabel_report(probs, y, labels, thresholds, cfg.at_least_one)
         return {**multilabel_metrics(probs, y, thresholds, cfg.at_least_one), "thresholds": np.asarray(thresholds).tolist()}
+
+    def _write_html_report(self, report, model, encoder, data: PreparedData, binary, label_sep, thresholds) -> None:
+        """report.html beside report.json, with example texts read again from the first eval texts."""
+        cfg = self.cfg
+
+        def eval_texts():  # the user's own texts (a word model's eval_files are its segmented cache)
+            for path in expand_paths(cfg.eval_data):
+                yield from scan_examples(path, id_to_name=data.id_to_name, log=lambda *a: None, label_sep=label_sep)
+
+        examples = report_examples(model, encoder, eval_texts(), data.artifacts.labels, binary, multi_label=cfg.multi_label,
+                                   thresholds=thresholds, at_least_one=cfg.at_least_one)
+        atomic_write_text(os.path.join(cfg.output_path, "report.html"), render_report(report, examples))
 
     def _evaluate(self, model, evals, binary, labels, run: RunState, step: int, writer, log) -> None:
         key = self.cfg.select_by
@@ -312,7 +327,8 @@ class Trainer:
             "history": run.history,
         }
         atomic_write_json(os.path.join(cfg.output_path, "report.json"), report)
+        self._write_html_report(report, model, encoder, data, binary, label_sep, thresholds)
         log(f"\nbest model (step {report['best_step']}) on {cfg.eval_data}:\n{table}")
         shown = ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss") if cfg.multi_label else ("accuracy", "macro_f1")
-        log("  ".join(f"{metric_name(k)} {report[k]:.4f}" for k in shown) + f"  report: {cfg.output_path}/report.json")
+        log("  ".join(f"{metric_name(k)} {report[k]:.4f}" for k in shown) + f"  report: {cfg.output_path}/report.json, report.html")
         return report
