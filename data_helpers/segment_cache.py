@@ -21,6 +21,7 @@ import shutil
 import tempfile
 
 from data_helpers.io_utils import atomic_write_json, file_digest
+from data_helpers.long_text import cut_chars
 from data_helpers.sources import expand_paths
 
 SHARD_LINES = 200_000
@@ -44,10 +45,10 @@ def _init_worker(user_dict):
 
 
 def _segment(args) -> list[str]:
-    texts, max_chars = args
+    texts, chars = args  # chars: cut_chars's (max_chars, long_text, head_share)
     cut = _jieba.cut
     # Any whitespace jieba keeps becomes one space: the lines stay text<TAB>label.
-    return [_SPACES.sub(" ", " ".join(cut(t[:max_chars]))).strip() for t in texts]
+    return [_SPACES.sub(" ", " ".join(cut(cut_chars(t, *chars)[0]))).strip() for t in texts]
 
 
 class SegmentCache:
@@ -58,7 +59,7 @@ class SegmentCache:
             "train": [file_digest(p) for p in expand_paths(cfg.train_data)],
             "eval": [file_digest(p) for p in expand_paths(cfg.eval_data)],
             "class_names": file_digest(cfg.class_names),
-            "tokenizer": {k: conf[k] for k in ("mode", "user_dict_sha256", "max_chars")},
+            "tokenizer": {k: conf[k] for k in ("mode", "user_dict_sha256", "max_chars", "long_text", "head_share") if k in conf},
             **({"label_sep": cfg.label_sep} if cfg.multi_label else {}),
         }
         self.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -91,7 +92,7 @@ class SegmentCache:
         names = {"train": [], "eval": []}
         state = {"file": None, "kind": None, "lines": 0}
         pool = None
-        max_chars = self.tokenizer.max_chars
+        max_chars = (self.tokenizer.max_chars, self.tokenizer.long_text, self.tokenizer.head_share)
 
         def segment(texts, labels, kind):
             nonlocal pool

@@ -22,6 +22,7 @@ import re
 import tensorflow as tf
 
 from data_helpers.io_utils import file_digest
+from data_helpers.long_text import LONG_TEXT, cut_chars
 
 MODES = ("char", "word", "whitespace")
 # A run of Latin letters/digits is one token; anything else that is not a space is a token.
@@ -34,6 +35,17 @@ _SPACES = r"[\s\p{Z}\p{Cc}]+"
 _JIEBA_BLOCK = r"\x{4E00}-\x{9FD5}a-zA-Z0-9+#&._%\-"
 _HAN = r"\x{4E00}-\x{9FD5}"
 JIEBA_LONGEST_WORD = 16
+def keep_mask(row_lengths: tf.Tensor, n: int, long_text: str = "truncate", head_share: float = 0.25) -> tf.RaggedTensor:
+    """Which of each row's tokens are read, ragged bool [batch, None]: at most ``n`` a row, the
+    first ``n`` (``truncate``), or the first ``int(n * head_share)`` and the last ``n - that``
+    (``head_tail``)."""
+    pos = tf.ragged.range(row_lengths)
+    if long_text != "head_tail":
+        return pos < n
+    head = int(n * head_share)
+    length = tf.gather(row_lengths, pos.value_rowids())
+    flat = (pos.flat_values < head) | (pos.flat_values >= length - (n - head))
+    return pos.with_flat_values(flat)
 
 
 def longest_han_run(words) -> int:
@@ -60,6 +72,11 @@ class Tokenizer(tf.Module):
         user_dict: path of a jieba user dictionary (``word`` only).
         max_chars: texts are cut to this many characters first, so a 1 MB text costs
             no more than a short one.
+        long_text: what a text longer than what is read keeps (:func:`cut_chars` for the
+            characters, :meth:`clip` for the tokens): ``truncate`` its beginning, ``head_tail``
+            its beginning and its end.
+        head_share: ``head_tail``: the share of the tokens (and characters) taken from the
+            beginning; the rest come from the end.
 
     Example:
         >>> tok = Tokenizer("char")
@@ -67,10 +84,15 @@ class Tokenizer(tf.Module):
         ['iphone12', '很', '好', '用']
     """
 
-    def __init__(self, mode="char", lowercase=True, stop_words=(), user_dict=None, max_chars=4096, user_dict_sha256=None):
+    def __init__(self, mode="char", lowercase=True, stop_words=(), user_dict=None, max_chars=4096, user_dict_sha256=None,
+                 long_text="truncate", head_share=0.25):
         super().__init__(name="tokenizer")
         if mode not in MODES:
             raise ValueError(f"tokenizer mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if long_text not in LONG_TEXT:
+            raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT)}; got {long_text!r}")
+        self.long_text = long_text
+        self.head_share = float(head_share)
         self.mode = mode
         self.lowercase = bool(lowercase)
         self.max_chars = int(max_chars)
@@ -106,7 +128,7 @@ class Tokenizer(tf.Module):
         if self.mode != "word":
             return list(texts)
         cut = self._jieba_tokenizer().cut
-        return [" ".join(cut(t[: self.max_chars])) for t in texts]
+        return [" ".join(cut(self.cut_chars(t)[0])) for t in texts]
 
     def segment_with_offsets(self, texts: list[str]) -> list[tuple[str, list[int]]]:
         """:meth:`segment`, with where each character of the result came from: for each text,
@@ -117,14 +139,29 @@ class Tokenizer(tf.Module):
         cut = self._jieba_tokenizer().cut
         out = []
         for t in texts:
-            words, where, pos = list(cut(t[: self.max_chars])), [], 0  # jieba's words tile the text in order
+            kept, head, skipped = self.cut_chars(t)
+            words, where, pos = list(cut(kept)), [], 0  # jieba's words tile the kept text in order
             for i, w in enumerate(words):
                 if i:
                     where.append(-1)
-                where.extend(range(pos, pos + len(w)))
+                where.extend(p if p < head else (p + skipped - 1 if p > head else -1) for p in range(pos, pos + len(w)))
                 pos += len(w)
             out.append((" ".join(words), where))
         return out
+
+    def cut_chars(self, text: str) -> tuple[str, int, int]:
+        """Stage 1's cut to ``max_chars`` (:func:`cut_chars`), as stage 2 cuts in the graph."""
+        return cut_chars(text, self.max_chars, self.long_text, self.head_share)
+
+    def clip(self, tokens: tf.RaggedTensor, n: int, *others: tf.RaggedTensor):
+        """The tokens of each row that are read, at most ``n`` (``long_text``); ``others``
+        (spans shaped like ``tokens``) are clipped alike and returned after them."""
+        if self.long_text == "truncate":
+            out = [t[:, :n] for t in (tokens, *others)]
+        else:
+            keep = keep_mask(tokens.row_lengths(), n, self.long_text, self.head_share)
+            out = [tf.ragged.boolean_mask(t, keep) for t in (tokens, *others)]
+        return out[0] if not others else tuple(out)
 
     # ---- stage 2: TensorFlow graph -------------------------------------------------
     def split(self, strings: tf.Tensor) -> tf.RaggedTensor:
@@ -138,7 +175,7 @@ class Tokenizer(tf.Module):
         alike; token i of a text is its characters ``starts[i]:ends[i]`` (in characters, of the
         string given: the raw text for ``char``, the segmented text otherwise). A text whose
         lower-casing changes its length (a rare letter such as "İ") gets spans of -1."""
-        x = self._cut(strings)
+        x, head, skipped = self._cut_with_shift(strings)
         tokens = self._tokens(x, self.lowercase)
         y = tf.strings.lower(x, encoding="utf-8") if self.lowercase else x
         # Every non-space character belongs to exactly one token, in order: a token's span runs
@@ -157,6 +194,10 @@ class Tokenizer(tf.Module):
         ok = (before + flat_len <= tf.gather(solid.row_lengths(), row_of)) & (flat_len > 0) & tf.gather(same, row_of)
         first = tf.gather(solid.flat_values, tf.where(ok, base + before, 0))
         last = tf.gather(solid.flat_values, tf.where(ok, base + before + flat_len - 1, 0))
+        # head_tail: a character after the space that joins head and tail sits `skipped - 1` later in the text
+        head, skipped = tf.gather(tf.cast(head, tf.int64), row_of), tf.gather(tf.cast(skipped, tf.int64), row_of)
+        first = tf.where(first > head, first + skipped - 1, first)
+        last = tf.where(last > head, last + skipped - 1, last)
         starts = lengths.with_flat_values(tf.where(ok, first, -1))
         ends = lengths.with_flat_values(tf.where(ok, last + 1, -1))
         keep = self._keep(tokens)
@@ -165,8 +206,20 @@ class Tokenizer(tf.Module):
         return tokens, starts, ends
 
     def _cut(self, strings: tf.Tensor) -> tf.Tensor:
+        return self._cut_with_shift(strings)[0]
+
+    def _cut_with_shift(self, strings: tf.Tensor):
+        """(the characters read, as :func:`cut_chars`; the head's length; the characters skipped)."""
         x = tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
-        return tf.strings.substr(x, 0, self.max_chars, unit="UTF8_CHAR")
+        n = tf.strings.length(x, unit="UTF8_CHAR")
+        if self.long_text != "head_tail":
+            return tf.strings.substr(x, 0, self.max_chars, unit="UTF8_CHAR"), tf.minimum(n, self.max_chars), tf.zeros_like(n)
+        head = int(self.max_chars * self.head_share)
+        tail = self.max_chars - head
+        long = n > self.max_chars
+        cut = tf.strings.join([tf.strings.substr(x, 0, head, unit="UTF8_CHAR"), " ",
+                               tf.strings.substr(x, tf.maximum(n - tail, 0), tf.fill(tf.shape(n), tail), unit="UTF8_CHAR")])
+        return tf.where(long, cut, x), tf.where(long, head, n), tf.where(long, n - head - tail, 0)
 
     def _tokens(self, x: tf.Tensor, lowercase: bool) -> tf.RaggedTensor:
         if lowercase:
@@ -208,6 +261,8 @@ class Tokenizer(tf.Module):
             "user_dict": os.path.abspath(self.user_dict) if self.user_dict else None,
             "user_dict_sha256": self.user_dict_sha256,
             "max_chars": self.max_chars,
+            # only when not the default, so vocabularies and caches made before the key stay valid
+            **({"long_text": self.long_text, "head_share": self.head_share} if self.long_text != "truncate" else {}),
         }
 
     @classmethod
@@ -223,4 +278,6 @@ class Tokenizer(tf.Module):
             stop_words=read_word_list(cfg.stop_word),
             user_dict=cfg.user_dict,
             max_chars=max(256, 8 * cfg.sequence_length),
+            long_text=cfg.long_text,
+            head_share=cfg.head_share,
         )

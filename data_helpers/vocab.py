@@ -149,7 +149,7 @@ class TextEncoder(tf.Module):
         (at least 1): the models ignore padding, so serving pads no further than needed
         and a short sentence costs a short sequence (an LSTM pays per step).
         """
-        return self.ids_from_tokens(self.tokenizer.split(strings)[:, : self.sequence_length], full_width)
+        return self.ids_from_tokens(self.tokenizer.clip(self.tokenizer.split(strings), self.sequence_length), full_width)
 
     def ids_from_tokens(self, tokens: tf.RaggedTensor, full_width: bool = True) -> tf.Tensor:
         """Ragged stage-2 tokens [batch, None] (at most sequence_length a row) -> ids, as :meth:`ids`."""

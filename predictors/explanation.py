@@ -61,7 +61,7 @@ def explain_functions(model, encoder, labels: list[str], binary: bool, check_tex
         checks = check_text(text) if check_text else []
         with tf.control_dependencies(checks):
             tokens, starts, ends = tokenizer.split_with_spans(tf.identity(text))
-        tokens, starts, ends = tokens[:, :seq_len], starts[:, :seq_len], ends[:, :seq_len]
+        tokens, starts, ends = tokenizer.clip(tokens, seq_len, starts, ends)
         ids = encoder.ids_from_tokens(tokens, full_width=False)
         width = tf.shape(ids)[1]
         dense = {

@@ -150,7 +150,10 @@ def build_archive(model: keras.Model, artifacts: VocabArtifacts, asset_dir: str,
                                 [f"ids: token ids must be < {n_tokens}, the vocabulary's size (assets/vocab.txt)"]),
         ]
         with tf.control_dependencies(checks):
-            return outputs(tf.identity(ids))
+            ids = tf.identity(ids)
+        if tokenizer.long_text != "truncate":  # more ids than sequence_length: the same ones training read
+            ids = tokenizer.clip(tf.RaggedTensor.from_tensor(ids, padding=0), artifacts.sequence_length).to_tensor()
+        return outputs(ids)
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -201,6 +201,12 @@ class Trainer:
         cfg = self.cfg
         scan = data.scan
         log(f"data: {scan.train_examples} training and {scan.eval_examples} eval examples ({time.time() - t0:.1f} s)")
+        if scan.longer_than_read:
+            how = (f"their first {cfg.sequence_length}" if cfg.long_text == "truncate" else
+                   f"their first {int(cfg.sequence_length * cfg.head_share)} and last "
+                   f"{cfg.sequence_length - int(cfg.sequence_length * cfg.head_share)}")
+            log(f"long texts: {scan.longer_than_read:,} of {scan.train_examples:,} training texts have more than "
+                f"sequence_length {cfg.sequence_length} tokens; long_text {cfg.long_text} reads {how}")
         log(f"strategy: {describe(strategy, info)}; global batch {cfg.batch_size}")
         if info.count > 1:
             how = ("by file: this worker reads every {n}th of {f} training files".format(n=info.count, f=len(data.train_files))

@@ -1,0 +1,23 @@
+"""Which part of a long text is read: pure Python, shared by the tokenizer (TensorFlow) and the
+segmentation workers (which do not import TensorFlow)."""
+
+from __future__ import annotations
+
+LONG_TEXT = ("truncate", "head_tail")
+
+
+def cut_chars(text: str, max_chars: int, long_text: str = "truncate", head_share: float = 0.25) -> tuple[str, int, int]:
+    """The characters of ``text`` that are read: (kept, head, skipped).
+
+    ``truncate`` keeps the first ``max_chars``; ``head_tail`` keeps the first ``head`` =
+    ``int(max_chars * head_share)`` and the last ``max_chars - head``, joined by one space (a
+    token boundary in every mode), and ``skipped`` characters between them are left out. A text
+    of at most ``max_chars`` characters is kept whole: (text, len(text), 0).
+    """
+    if len(text) <= max_chars:
+        return text, len(text), 0
+    if long_text != "head_tail":
+        return text[:max_chars], max_chars, 0
+    head = int(max_chars * head_share)
+    tail = max_chars - head
+    return text[:head] + " " + text[len(text) - tail :], head, len(text) - head - tail
