@@ -6,6 +6,12 @@ from __future__ import annotations
 LONG_TEXT = ("truncate", "head_tail")
 
 
+def head_tail_split(n: int, head_share: float) -> tuple[int, int]:
+    """``head_tail``: how many of ``n`` characters or tokens come from the beginning and how many from the end."""
+    head = int(n * head_share)
+    return head, n - head
+
+
 def cut_chars(text: str, max_chars: int, long_text: str = "truncate", head_share: float = 0.25) -> tuple[str, int, int]:
     """The characters of ``text`` that are read: (kept, head, skipped).
 
@@ -18,6 +24,5 @@ def cut_chars(text: str, max_chars: int, long_text: str = "truncate", head_share
         return text, len(text), 0
     if long_text != "head_tail":
         return text[:max_chars], max_chars, 0
-    head = int(max_chars * head_share)
-    tail = max_chars - head
+    head, tail = head_tail_split(max_chars, head_share)
     return text[:head] + " " + text[len(text) - tail :], head, len(text) - head - tail

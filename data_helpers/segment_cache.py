@@ -92,7 +92,7 @@ class SegmentCache:
         names = {"train": [], "eval": []}
         state = {"file": None, "kind": None, "lines": 0}
         pool = None
-        max_chars = (self.tokenizer.max_chars, self.tokenizer.long_text, self.tokenizer.head_share)
+        chars = (self.tokenizer.max_chars, self.tokenizer.long_text, self.tokenizer.head_share)  # for cut_chars
 
         def segment(texts, labels, kind):
             nonlocal pool
@@ -104,12 +104,12 @@ class SegmentCache:
                     pool = multiprocessing.get_context("spawn").Pool(procs, _init_worker, (self.tokenizer.user_dict,))
                     self._procs = procs
                 step = -(-len(texts) // self._procs)
-                parts = pool.map(_segment, [(texts[i : i + step], max_chars) for i in range(0, len(texts), step)])
+                parts = pool.map(_segment, [(texts[i : i + step], chars) for i in range(0, len(texts), step)])
                 out = [t for part in parts for t in part]
             else:
                 if _jieba is None:
                     _init_worker(self.tokenizer.user_dict)
-                out = _segment((texts, max_chars))
+                out = _segment((texts, chars))
             for text, label in zip(out, labels):
                 if state["file"] is None or state["kind"] != kind or state["lines"] >= SHARD_LINES:
                     if state["file"] is not None:

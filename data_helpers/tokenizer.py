@@ -22,7 +22,7 @@ import re
 import tensorflow as tf
 
 from data_helpers.io_utils import file_digest
-from data_helpers.long_text import LONG_TEXT, cut_chars
+from data_helpers.long_text import LONG_TEXT, cut_chars, head_tail_split
 
 MODES = ("char", "word", "whitespace")
 # A run of Latin letters/digits is one token; anything else that is not a space is a token.
@@ -35,6 +35,8 @@ _SPACES = r"[\s\p{Z}\p{Cc}]+"
 _JIEBA_BLOCK = r"\x{4E00}-\x{9FD5}a-zA-Z0-9+#&._%\-"
 _HAN = r"\x{4E00}-\x{9FD5}"
 JIEBA_LONGEST_WORD = 16
+
+
 def keep_mask(row_lengths: tf.Tensor, n: int, long_text: str = "truncate", head_share: float = 0.25) -> tf.RaggedTensor:
     """Which of each row's tokens are read, ragged bool [batch, None]: at most ``n`` a row, the
     first ``n`` (``truncate``), or the first ``int(n * head_share)`` and the last ``n - that``
@@ -42,9 +44,9 @@ def keep_mask(row_lengths: tf.Tensor, n: int, long_text: str = "truncate", head_
     pos = tf.ragged.range(row_lengths)
     if long_text != "head_tail":
         return pos < n
-    head = int(n * head_share)
+    head, tail = head_tail_split(n, head_share)
     length = tf.gather(row_lengths, pos.value_rowids())
-    flat = (pos.flat_values < head) | (pos.flat_values >= length - (n - head))
+    flat = (pos.flat_values < head) | (pos.flat_values >= length - tail)
     return pos.with_flat_values(flat)
 
 
@@ -214,8 +216,7 @@ class Tokenizer(tf.Module):
         n = tf.strings.length(x, unit="UTF8_CHAR")
         if self.long_text != "head_tail":
             return tf.strings.substr(x, 0, self.max_chars, unit="UTF8_CHAR"), tf.minimum(n, self.max_chars), tf.zeros_like(n)
-        head = int(self.max_chars * self.head_share)
-        tail = self.max_chars - head
+        head, tail = head_tail_split(self.max_chars, self.head_share)
         long = n > self.max_chars
         cut = tf.strings.join([tf.strings.substr(x, 0, head, unit="UTF8_CHAR"), " ",
                                tf.strings.substr(x, tf.maximum(n - tail, 0), tf.fill(tf.shape(n), tail), unit="UTF8_CHAR")])

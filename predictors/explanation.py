@@ -35,11 +35,9 @@ METHODS = ("auto", "attention", "integrated_gradients")
 def raw_span(start: int, end: int, where) -> tuple[int, int]:
     """A token's span ``[start, end)`` in the text the graph saw -> its span in the caller's text.
     ``where[i]`` is the caller's index of the graph text's character i (-1 for a space jieba's
-    segmentation put in; ``Tokenizer.segment_with_offsets``), or None when the graph saw the
-    caller's text itself. (-1, -1) where it cannot be told (a span cut by ``max_chars``)."""
+    segmentation put in, or the space that joins a long text's head and tail;
+    ``Tokenizer.segment_with_offsets``). (-1, -1) where it cannot be told (a span cut by ``max_chars``)."""
     start, end = int(start), int(end)
-    if where is None:
-        return (start, end) if 0 <= start < end else (-1, -1)
     if 0 <= start < end <= len(where) and where[start] >= 0 and where[end - 1] >= 0:
         return int(where[start]), int(where[end - 1]) + 1
     return -1, -1

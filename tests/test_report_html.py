@@ -81,4 +81,3 @@ def test_raw_span_maps_segmented_spans_back_to_the_raw_text(words, data):
         assert raw[a:b].replace(" ", "") == segmented[start:end].replace(" ", "")
     else:
         assert (a, b) == (-1, -1)
-    assert raw_span(start, end, None) == ((start, end) if start < end else (-1, -1))

@@ -24,13 +24,18 @@ def _inference_fn(model: keras.Model):
     return fn
 
 
+def _both_columns(out: np.ndarray, binary: bool) -> np.ndarray:
+    """A binary head's one sigmoid column as [P(label 0), P(label 1)]; other heads unchanged."""
+    return np.concatenate([1.0 - out, out], axis=1) if binary else out
+
+
 def predict_dataset(model: keras.Model, batches, binary: bool) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and true labels (ids, or multi-hot rows) for every example of a finite dataset."""
     fn = _inference_fn(model)
     probs, ys = [], []
     for x, y in batches:
         out = fn(x).numpy()
-        probs.append(np.concatenate([1.0 - out, out], axis=1) if binary else out)
+        probs.append(_both_columns(out, binary))
         ys.append(y.numpy())
     return np.concatenate(probs), np.concatenate(ys)
 
@@ -145,7 +150,7 @@ def report_examples(model: keras.Model, encoder, examples, labels: list[str], bi
     for start in range(0, len(texts), 256):
         chunk = encoder.tokenizer.segment(texts[start : start + 256])
         p = fn(encoder.ids(tf.constant([t.encode("utf-8", "replace") for t in chunk]), full_width=False)).numpy()
-        probs.append(np.concatenate([1.0 - p, p], axis=1) if binary else p)
+        probs.append(_both_columns(p, binary))
     probs = np.concatenate(probs)
     if multi_label:
         on = decide(probs, thresholds if thresholds is not None else 0.5, at_least_one)

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from data_helpers.dataset import PreparedData, prepare_data, save_vocab
 from data_helpers.io_utils import atomic_write_json, atomic_write_text, fault_point
+from data_helpers.long_text import head_tail_split
 from data_helpers.pipeline import eval_batches, shards_by_file, training_batches
 from data_helpers.reader import scan_examples
 from data_helpers.sources import expand_paths
@@ -203,8 +204,7 @@ class Trainer:
         log(f"data: {scan.train_examples} training and {scan.eval_examples} eval examples ({time.time() - t0:.1f} s)")
         if scan.longer_than_read:
             how = (f"their first {cfg.sequence_length}" if cfg.long_text == "truncate" else
-                   f"their first {int(cfg.sequence_length * cfg.head_share)} and last "
-                   f"{cfg.sequence_length - int(cfg.sequence_length * cfg.head_share)}")
+                   "their first {} and last {}".format(*head_tail_split(cfg.sequence_length, cfg.head_share)))
             log(f"long texts: {scan.longer_than_read:,} of {scan.train_examples:,} training texts have more than "
                 f"sequence_length {cfg.sequence_length} tokens; long_text {cfg.long_text} reads {how}")
         log(f"strategy: {describe(strategy, info)}; global batch {cfg.batch_size}")

@@ -21,6 +21,7 @@ async function chooseModel(name) {
   if (!ready.length) throw new Error(`model ${name} has no available version`);
   current = { model: name, version: Math.max(...ready) };
   $("version").textContent = `version ${current.version}`;
+  $("explain").disabled = false;
 }
 
 function predict(body) {
