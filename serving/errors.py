@@ -34,12 +34,18 @@ HTTP_STATUS = {
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
 class ServingError(Exception):
     """An error for the client: a canonical status code name and a one-line message."""
 
     def __init__(self, code: str, message: str):
         if code not in HTTP_STATUS:
             raise ValueError(f"unknown status code {code!r}")
+        # One line whatever a client put in it (a signature name, a path): control characters and
+        # line separators are written as escapes.
+        message = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
         super().__init__(message)
         self.code = code
         self.message = message

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from serving import codec
@@ -34,6 +34,7 @@ json_values = st.recursive(
 # ---- codec -------------------------------------------------------------------------------------
 @settings(max_examples=300, deadline=None)
 @given(json_values)
+@example({"signature_name": "\n", "instances": ["a"]})  # found by CI-like run: the name is echoed in the message
 def test_any_json_is_parsed_or_refused_with_invalid_argument(body):
     try:
         sig, fmt, tensors, n = codec.parse_predict(body, SIGNATURES)
