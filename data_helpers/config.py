@@ -63,7 +63,10 @@ SCHEMA: dict[str, Key] = {
     "stop_word": Key("path", None, "Optional stop-word file, one word per line; those tokens are dropped.", nullable=True),
     "user_dict": Key("path", None, "Optional jieba user dictionary (tokenizer `word`).", nullable=True),
     "sequence_length": Key("int", 128, "Tokens per text: longer texts are cut (see long_text), shorter ones padded.", _pos, "must be >= 1"),
-    "long_text": Key("str", "truncate", "What a text longer than sequence_length tokens keeps: `truncate` (its first sequence_length tokens) or `head_tail` (its first head_share of them and the rest from its end). Training, evaluation, the export and so the Predictor and TensorFlow Serving all read the same tokens.", choices=("truncate", "head_tail")),
+    "long_text": Key("str", "truncate", "What a text longer than sequence_length tokens keeps: `truncate` (its first sequence_length tokens), `head_tail` (its first head_share of them and the rest from its end) or `chunks` (windows of sequence_length tokens every chunk_stride tokens, at most max_chunks of them; the model reads each window and pools their logits, chunk_pooling). Training, evaluation, the export and so the Predictor and TensorFlow Serving all read the same tokens.", choices=("truncate", "head_tail", "chunks")),
+    "chunk_stride": Key("int", None, "long_text `chunks`: tokens from the start of one window to the start of the next (at most sequence_length; less makes windows overlap). null: sequence_length.", _pos, "must be >= 1", nullable=True),
+    "max_chunks": Key("int", 8, "long_text `chunks`: windows read per text at most, so a text costs at most sequence_length + (max_chunks - 1) x chunk_stride tokens whatever its length.", _pos, "must be >= 1"),
+    "chunk_pooling": Key("str", "mean", "long_text `chunks`: how the windows' logits become the text's: `mean` or `max` (per label).", choices=("mean", "max")),
     "head_share": Key("float", 0.25, "long_text `head_tail`: the share of sequence_length taken from the beginning of a long text (0.25: the first quarter, the last three quarters).", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     "vocab_size": Key("int", 20000, "Largest vocabulary, `<PAD>` and `<UNK>` included.", lambda v: v >= 3, "must be >= 3"),
     "min_count": Key("int", 1, "Drop tokens seen fewer times in train_data.", _pos, "must be >= 1"),
@@ -210,6 +213,11 @@ def validate(raw: dict, source: str = "<dict>") -> Config:
         raise ConfigError(f"{source}: key 'select_by' accuracy is for single-label runs; multi-label runs select by micro_f1 or macro_f1")
     if values["multi_label"] and values["num_classes"] == 1:
         raise ConfigError(f"{source}: key 'num_classes' 1 (binary) cannot be multi_label; set num_classes to null or the number of labels")
+    if values["chunk_stride"] is not None and values["chunk_stride"] > values["sequence_length"]:
+        raise ConfigError(
+            f"{source}: key 'chunk_stride' ({values['chunk_stride']}) must be at most sequence_length ({values['sequence_length']}): "
+            "a larger stride would skip tokens between windows"
+        )
     if values["select_by"] is None:
         values["select_by"] = "micro_f1" if values["multi_label"] else "macro_f1"
     return Config(values, source)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from data_helpers.config import ConfigError
 from data_helpers.io_utils import file_digest
+from data_helpers.long_text import config_tokens_read
 from data_helpers.reader import DataError, FileStats, read_class_names, scan_examples
 from data_helpers.sources import describe, expand_paths
 
@@ -45,7 +46,7 @@ class DataScan:
     train_label_counts: dict  # examples per label (multi-label: texts carrying it)
     class_names: list[str] | None = None
     token_counts: collections.Counter = field(default_factory=collections.Counter)
-    longer_than_read: int = 0  # training texts with more tokens than sequence_length
+    longer_than_read: int = 0  # training texts with more tokens than are read (config_tokens_read)
 
 
 @dataclass
@@ -195,7 +196,7 @@ def scan_data(cfg, tokenizer=None, log=print, segmenter=None, cached=None) -> Da
 
             tokens = tokenizer.split(tf.constant(texts, tf.string))
             counts.update(t.decode("utf-8") for t in tokens.flat_values.numpy())
-            longer += int((tokens.row_lengths().numpy() > cfg.sequence_length).sum())
+            longer += int((tokens.row_lengths().numpy() > config_tokens_read(cfg)).sum())
     n_train = sum(s.examples for s in stats)
     labels, binary = resolve_labels(cfg, train_labels, names)
     eval_stats: list[FileStats] = []
@@ -253,14 +254,9 @@ def prepare_data(cfg, log=print, save: bool = True, cache_writer: bool = True) -
         files, separator, id_to_name = (scan.train_files, scan.eval_files), "auto", scan.class_names
         private = []
     tokens = build_vocab(scan.token_counts, cfg.min_count, cfg.vocab_size)
-    artifacts = VocabArtifacts(tokens, scan.labels, tokenizer.get_config(), cfg.sequence_length, scan.binary, data_settings(cfg),
+    artifacts = VocabArtifacts(tokens, scan.labels, tokenizer.get_config(), config_tokens_read(cfg), scan.binary, data_settings(cfg),
                                multi_label=cfg.multi_label, label_sep=cfg.label_sep if cfg.multi_label else None)
     log(f"vocab: {len(tokens)} tokens ({cfg.tokenizer}), {len(scan.labels)} labels, fingerprint {artifacts.fingerprint}")
-    if scan.longer_than_read:
-        log(
-            f"{scan.longer_than_read} of {scan.train_examples} training texts have more than sequence_length="
-            f"{cfg.sequence_length} tokens; only their first {cfg.sequence_length} are read"
-        )
     if save:
         save_vocab(artifacts, cfg.output_path, log)
         folder = cfg.output_path

@@ -3,7 +3,20 @@ segmentation workers (which do not import TensorFlow)."""
 
 from __future__ import annotations
 
-LONG_TEXT = ("truncate", "head_tail")
+LONG_TEXT = ("truncate", "head_tail")  # what the tokenizer cuts; `chunks` reads the first tokens_read() tokens
+
+
+def tokens_read(sequence_length: int, long_text: str = "truncate", chunk_stride: int | None = None, max_chunks: int = 1) -> int:
+    """How many tokens of a text are read: ``sequence_length``, or for ``chunks`` the span of
+    ``max_chunks`` windows of ``sequence_length`` tokens, ``chunk_stride`` apart."""
+    if long_text != "chunks":
+        return sequence_length
+    return sequence_length + (max_chunks - 1) * (chunk_stride or sequence_length)
+
+
+def config_tokens_read(cfg) -> int:
+    """:func:`tokens_read` for a training config."""
+    return tokens_read(cfg.sequence_length, cfg.long_text, cfg.chunk_stride, cfg.max_chunks)
 
 
 def head_tail_split(n: int, head_share: float) -> tuple[int, int]:

@@ -22,7 +22,7 @@ import re
 import tensorflow as tf
 
 from data_helpers.io_utils import file_digest
-from data_helpers.long_text import LONG_TEXT, cut_chars, head_tail_split
+from data_helpers.long_text import LONG_TEXT, config_tokens_read, cut_chars, head_tail_split
 
 MODES = ("char", "word", "whitespace")
 # A run of Latin letters/digits is one token; anything else that is not a space is a token.
@@ -278,7 +278,7 @@ class Tokenizer(tf.Module):
             lowercase=cfg.lowercase,
             stop_words=read_word_list(cfg.stop_word),
             user_dict=cfg.user_dict,
-            max_chars=max(256, 8 * cfg.sequence_length),
-            long_text=cfg.long_text,
+            max_chars=max(256, 8 * config_tokens_read(cfg)),
+            long_text="truncate" if cfg.long_text == "chunks" else cfg.long_text,  # chunks: the model cuts the windows
             head_share=cfg.head_share,
         )

@@ -58,7 +58,7 @@ class VocabArtifacts:
     tokens: list[str]
     labels: list[str]
     tokenizer: dict  # Tokenizer.get_config()
-    sequence_length: int
+    sequence_length: int  # tokens read per text (long_text chunks: every window's, see config_tokens_read)
     binary: bool  # one sigmoid output (num_classes = 1) instead of a softmax
     settings: dict = field(default_factory=dict)  # data settings that went into the fingerprint
     multi_label: bool = False  # one sigmoid output per label; a text has any number of labels

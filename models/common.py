@@ -37,17 +37,24 @@ def dropout_rate(cfg) -> float:
     return 1.0 - cfg.keep_prob
 
 
+def output_activation(cfg, num_outputs: int) -> str:
+    """Sigmoids for one output (binary) or a multi_label config, softmax otherwise."""
+    return "sigmoid" if num_outputs == 1 or getattr(cfg, "multi_label", False) else "softmax"
+
+
 def classifier_head(x, cfg, num_outputs: int):
-    """Dropout, then a dense layer: sigmoids for one output (binary) or a multi_label config,
-    softmax otherwise.
+    """Dropout, then a dense layer with :func:`output_activation` (long_text ``chunks``: the
+    logits, which :func:`models.chunked` pools over a text's windows before the activation).
 
     The output layer's kernel and bias carry the L2 penalty ``l2_reg_lambda``.
     """
     x = keras.layers.Dropout(dropout_rate(cfg), name="head_dropout")(x)
     reg = keras.regularizers.L2(cfg.l2_reg_lambda) if cfg.l2_reg_lambda > 0 else None
+    if getattr(cfg, "long_text", "truncate") == "chunks":  # the window model: its logits are pooled first
+        return keras.layers.Dense(num_outputs, kernel_regularizer=reg, bias_regularizer=reg, dtype="float32", name="logits")(x)
     return keras.layers.Dense(
         num_outputs,
-        activation="sigmoid" if num_outputs == 1 or getattr(cfg, "multi_label", False) else "softmax",
+        activation=output_activation(cfg, num_outputs),
         kernel_regularizer=reg,
         bias_regularizer=reg,
         dtype="float32",

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from data_helpers.config import load_config
 from data_helpers.io_utils import read_json
+from data_helpers.long_text import config_tokens_read
 from data_helpers.tokenizer import Tokenizer
 from data_helpers.vocab import StaleVocabError
 from predictors.explanation import raw_span
@@ -90,8 +91,8 @@ class Predictor:
         expected = Tokenizer.from_run_config(cfg).get_config()
         saved = self.meta["tokenizer"]
         diffs = [k for k in expected if k not in ("user_dict",) and expected[k] != saved.get(k)]
-        if cfg.sequence_length != self.meta["sequence_length"]:
-            diffs.append("sequence_length")
+        if config_tokens_read(cfg) != self.meta["sequence_length"]:  # tokens read: long_text chunks reads several windows
+            diffs.append("sequence_length" if cfg.long_text != "chunks" else "sequence_length, chunk_stride or max_chunks")
         for key in ("min_count", "vocab_size"):
             if self.meta["settings"].get(key) != getattr(cfg, key):
                 diffs.append(key)
@@ -195,8 +196,9 @@ class Predictor:
         items, single = self._as_list(texts)
         signatures = self._model.signatures
         if "explain" not in signatures:
-            raise ValueError(f"{self.export_dir} has no explain signature (exported with export_explain: false); "
-                             "train or export again with export_explain: true")
+            raise ValueError(f"{self.export_dir} has no explain signature: it was exported with export_explain: false "
+                             "(train or export again with export_explain: true) or with long_text chunks "
+                             "(an explanation reads one window; use truncate or head_tail to explain)")
         if method not in ("auto", "attention", "integrated_gradients"):
             raise ValueError(f"method must be auto, attention or integrated_gradients; got {method!r}")
         if label is not None and label not in self.classes_:

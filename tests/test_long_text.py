@@ -79,7 +79,7 @@ def test_head_tail_reads_the_end_of_long_texts_everywhere(long_corpus, tmp_path)
         reports[long_text] = Trainer(load_config(path, log=quiet), log=logs.append, verbose=0).train()
     # The keyword sits past the first 16 tokens: truncate never sees it, head_tail always does.
     assert reports["truncate"]["accuracy"] < 0.6 and reports["head_tail"]["accuracy"] > 0.9
-    assert any("300 of 300 training texts have more than sequence_length 16 tokens; long_text head_tail reads "
+    assert any("300 of 300 training texts have more than 16 tokens; long_text head_tail reads "
                "their first 4 and last 12" in str(line) for line in logs)
 
     p = Predictor(str(tmp_path / "head_tail" / "textcnn.json"))
@@ -97,3 +97,66 @@ def test_head_tail_reads_the_end_of_long_texts_everywhere(long_corpus, tmp_path)
         assert texts[0][t["start"]:t["end"]] == t["token"]
     top = max(why["tokens"], key=lambda t: t["score"])
     assert top["start"] > 16 and top["token"] in labels[0]  # the keyword, near the end
+
+
+def test_chunked_model_pools_its_windows_logits():
+    from models import build_model, window_model
+
+    cfg = load_config_dict(model_name="textcnn", sequence_length=8, long_text="chunks", chunk_stride=4, max_chunks=3)
+    ids = np.zeros((2, 30), np.int32)
+    ids[0, :30] = np.arange(2, 32)  # longer than read: 8 + 2 x 4 = 16 tokens
+    ids[1, :5] = np.arange(2, 7)  # one window
+    for pooling, reduce_fn in (("mean", np.mean), ("max", np.max)):
+        model = build_model(cfg.replace(chunk_pooling=pooling), 40, 3)
+        inner = window_model(model)
+        assert inner is not model and inner.output.shape[-1] == 3
+        logits0 = inner(np.stack([ids[0, s:s + 8] for s in (0, 4, 8)])).numpy()
+        logits1 = inner(ids[1:2, :8]).numpy()
+        want = tf.nn.softmax(np.stack([reduce_fn(logits0, axis=0), logits1[0]])).numpy()
+        np.testing.assert_allclose(model(ids).numpy(), want, atol=1e-5)
+        # tokens past the 16 read, and padding, change nothing
+        np.testing.assert_allclose(model(ids[:, :16]).numpy(), want, atol=1e-5)
+        np.testing.assert_allclose(model(np.pad(ids, [(0, 0), (0, 7)])).numpy(), want, atol=1e-5)
+
+
+def load_config_dict(**values):
+    from data_helpers.config import validate
+
+    return validate({"train_data": "t", "eval_data": "e", "embedding_size": 8, "num_filters": 4, "filter_sizes": [2],
+                     **values})
+
+
+def test_chunk_stride_longer_than_a_window_is_refused():
+    from data_helpers.config import ConfigError
+
+    with pytest.raises(ConfigError, match="key 'chunk_stride' \\(9\\) must be at most sequence_length \\(8\\)"):
+        load_config_dict(model_name="textcnn", sequence_length=8, long_text="chunks", chunk_stride=9)
+
+
+def test_chunks_read_long_texts_whole_everywhere(long_corpus, tmp_path):
+    from predictors import Predictor
+    from trainers.trainer import Trainer
+
+    logs = []
+    path = tiny_config(tmp_path / "chunks", long_corpus, "textcnn", sequence_length=16, long_text="chunks", max_chunks=4,
+                       epochs=4, learning_rate=0.02, keep_prob=1.0, eval_every=50, checkpoint_every=50, export_explain=True)
+    report = Trainer(load_config(path, log=quiet), log=logs.append, verbose=0).train()
+    # The keyword sits past the first 16 tokens (test above: truncate < 0.6); 4 windows of 16 read it.
+    assert report["accuracy"] > 0.9
+    assert "export: no explain signatures for long_text chunks (the explanations read one window)" in logs
+
+    p = Predictor(path)
+    assert p.sequence_length == 64  # tokens read: 4 windows of 16
+    lines = long_lines(12, 3)
+    texts, labels = [line.split("\t")[0] for line in lines], [line.split("\t")[1] for line in lines]
+    assert p.predict(texts) == labels
+    # predict_ids with every token of every text (more than the 64 read) answers as the text does
+    vocab = {w: i for i, w in enumerate(open(os.path.join(p.export_dir, "assets", "vocab.txt"), encoding="utf-8").read().split("\n"))}
+    rows = [[vocab.get(c, 1) for c in t + t] for t in texts]  # twice the text: up to 124 tokens
+    ids = tf.constant([r + [0] * (max(map(len, rows)) - len(r)) for r in rows], tf.int32)
+    doubled = p.predict_proba_array([t + t for t in texts])
+    np.testing.assert_allclose(p.signatures["predict_ids"](ids=ids)["probabilities"].numpy(), doubled, atol=1e-5)
+    # one text alone answers as it does in a batch of longer and shorter ones
+    np.testing.assert_allclose(p.predict_proba_array(texts[:1]), p.predict_proba_array(texts)[:1], atol=1e-5)
+    with pytest.raises(ValueError, match="long_text chunks"):
+        p.explain(texts[0])

@@ -20,14 +20,14 @@ import tensorflow as tf
 
 from data_helpers.dataset import PreparedData, prepare_data, save_vocab
 from data_helpers.io_utils import atomic_write_json, atomic_write_text, fault_point
-from data_helpers.long_text import head_tail_split
+from data_helpers.long_text import config_tokens_read, head_tail_split
 from data_helpers.pipeline import eval_batches, shards_by_file, training_batches
 from data_helpers.reader import scan_examples
 from data_helpers.sources import expand_paths
 from data_helpers.tokenizer import Tokenizer
 from data_helpers.vocab import TextEncoder
 from data_helpers.word_vectors import load_word_vectors
-from models import build_model
+from models import build_model, window_model
 from predictors.export import export_model
 from trainers.evaluation import (eval_metrics, evaluation_report, multilabel_metrics, multilabel_report, predict_dataset,
                                  report_examples, tune_thresholds)
@@ -118,7 +118,7 @@ class Trainer:
         model = build_model(cfg, len(data.artifacts.tokens), num_outputs)
         if cfg.word_vectors_path:
             rows, vecs = load_word_vectors(cfg.word_vectors_path, data.artifacts.tokens, cfg.embedding_size)
-            emb = model.get_layer("embedding").embeddings
+            emb = window_model(model).get_layer("embedding").embeddings
             table = keras.ops.convert_to_numpy(emb)
             table[rows] = vecs
             emb.assign(table)
@@ -202,11 +202,13 @@ class Trainer:
         cfg = self.cfg
         scan = data.scan
         log(f"data: {scan.train_examples} training and {scan.eval_examples} eval examples ({time.time() - t0:.1f} s)")
+        read = config_tokens_read(cfg)
         if scan.longer_than_read:
-            how = (f"their first {cfg.sequence_length}" if cfg.long_text == "truncate" else
-                   "their first {} and last {}".format(*head_tail_split(cfg.sequence_length, cfg.head_share)))
+            how = {"truncate": f"their first {read}",
+                   "head_tail": "their first {} and last {}".format(*head_tail_split(read, cfg.head_share)),
+                   "chunks": f"their first {read} in {cfg.max_chunks} windows of {cfg.sequence_length}"}[cfg.long_text]
             log(f"long texts: {scan.longer_than_read:,} of {scan.train_examples:,} training texts have more than "
-                f"sequence_length {cfg.sequence_length} tokens; long_text {cfg.long_text} reads {how}")
+                f"{read} tokens; long_text {cfg.long_text} reads {how}")
         log(f"strategy: {describe(strategy, info)}; global batch {cfg.batch_size}")
         if info.count > 1:
             how = ("by file: this worker reads every {n}th of {f} training files".format(n=info.count, f=len(data.train_files))
@@ -218,7 +220,7 @@ class Trainer:
         total = steps * cfg.epochs if cfg.max_steps is None else min(steps * cfg.epochs, cfg.max_steps)
         with strategy.scope():
             model, optimizer = self._build(data, total, log)
-        encoder = TextEncoder(Tokenizer.from_config(data.artifacts.tokenizer), os.path.join(data.vocab_dir, "vocab.txt"), cfg.sequence_length)
+        encoder = TextEncoder(Tokenizer.from_config(data.artifacts.tokenizer), os.path.join(data.vocab_dir, "vocab.txt"), read)
         labels, binary = data.artifacts.labels, data.artifacts.binary
         label_sep = cfg.label_sep if cfg.multi_label else None
         kind = head_kind(binary, cfg.multi_label)
@@ -226,19 +228,19 @@ class Trainer:
         if weights is not None:
             log("class weights" + (" (positive term of each label)" if cfg.multi_label else "") + ": "
                 + ", ".join(f"{name} {w:.3g}" for name, w in zip(labels, weights)))
-        fits = lambda n: n * cfg.sequence_length * 4 <= cfg.in_memory_mb << 20  # noqa: E731
+        fits = lambda n: n * read * 4 <= cfg.in_memory_mb << 20  # noqa: E731
         batches = training_batches(
-            data.train_files, labels, data.id_to_name, encoder, batch_size=cfg.batch_size, sequence_length=cfg.sequence_length,
+            data.train_files, labels, data.id_to_name, encoder, batch_size=cfg.batch_size, sequence_length=read,
             # A buffer larger than the data holds nothing more, but costs time in every checkpoint.
             seed=cfg.seed, shuffle_buffer=min(cfg.shuffle_buffer, scan.train_examples), worker=info.index, workers=info.count,
             separator=data.separator, in_memory=fits(scan.train_examples), label_sep=label_sep,
         )
-        mb = scan.train_examples * cfg.sequence_length * 4 / 2**20
+        mb = scan.train_examples * read * 4 / 2**20
         log(f"training data: tokenized once and held in memory ({mb:.0f} MB of token ids)" if fits(scan.train_examples)
             else f"training data: streamed from {len(data.train_files)} file(s) every epoch, shuffle buffer "
                  f"{min(cfg.shuffle_buffer, scan.train_examples):,} ({mb:.0f} MB of token ids > in_memory_mb {cfg.in_memory_mb})")
         evals = eval_batches(
-            data.eval_files, labels, data.id_to_name, encoder, sequence_length=cfg.sequence_length, separator=data.separator,
+            data.eval_files, labels, data.id_to_name, encoder, sequence_length=read, separator=data.separator,
             in_memory=fits(scan.eval_examples), label_sep=label_sep,  # evaluated every eval_every steps
         )
         iterator = iter(batches)
@@ -312,8 +314,11 @@ class Trainer:
         thresholds = run.best.get("thresholds")
         report = self._metrics(*predict_dataset(model, evals, binary), labels, report=True, thresholds=thresholds)
         decision = {"thresholds": thresholds, "at_least_one": cfg.at_least_one} if cfg.multi_label else None
+        explain = cfg.export_explain and cfg.long_text != "chunks"
+        if cfg.export_explain and not explain:
+            log("export: no explain signatures for long_text chunks (the explanations read one window)")
         export_dir = export_model(model, data.artifacts, cfg.pb_model_path, keep=cfg.keep_exports, log=log, decision=decision,
-                                  explain=cfg.export_explain)
+                                  explain=explain)
         run.complete()
         table = report.pop("table")
         report = {
