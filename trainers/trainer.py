@@ -38,6 +38,7 @@ from trainers.optimizers import LazyAdam, LazyAdamW, pre_reduced
 from trainers.report_html import render as render_report
 from trainers.run_state import ResumeError, RunLock, RunState, metric_name
 from trainers.strategy import describe, strategy_from_env, worker_info
+from trainers.weight_average import averaged_weights, optimizer_options
 
 __all__ = ["OPTIMIZERS", "ClusterError", "ResumeError", "Trainer", "TrainingInterrupted", "set_seed"]
 
@@ -128,7 +129,7 @@ class Trainer:
             )
         cls = OPTIMIZERS[cfg.optimization]
         extra = {"weight_decay": cfg.weight_decay} if issubclass(cls, keras.optimizers.AdamW) else {}
-        optimizer = pre_reduced(cls)(learning_rate=self._learning_rate(total_steps), **extra)
+        optimizer = pre_reduced(cls)(learning_rate=self._learning_rate(total_steps), **extra, **optimizer_options(cfg.ema_momentum))
         optimizer.build(model.trainable_variables)
         return model, optimizer
 
@@ -157,12 +158,13 @@ class Trainer:
                                    thresholds=thresholds, at_least_one=cfg.at_least_one)
         atomic_write_text(os.path.join(cfg.output_path, "report.html"), render_report(report, examples))
 
-    def _evaluate(self, model, evals, binary, labels, run: RunState, step: int, writer, log) -> None:
+    def _evaluate(self, model, optimizer, evals, binary, labels, run: RunState, step: int, writer, log) -> None:
         key = self.cfg.select_by
-        m = self._metrics(*predict_dataset(model, evals, binary), labels)
-        better = m[key] > run.best["score"]
-        if better:
-            run.save_best({**m, "step": step})
+        with averaged_weights(optimizer):  # ema_momentum: the average is what is evaluated, kept and exported
+            m = self._metrics(*predict_dataset(model, evals, binary), labels)
+            better = m[key] > run.best["score"]
+            if better:
+                run.save_best({**m, "step": step})
         m.pop("thresholds", None)
         run.history.append({"step": step, **m})
         with writer.as_default(step=step):
@@ -258,7 +260,8 @@ class Trainer:
         eval_writer = tf.summary.create_file_writer(os.path.join(logs, "eval")) if info.is_chief else tf.summary.create_noop_writer()
         train_writer = tf.summary.create_file_writer(os.path.join(logs, "train")) if info.is_chief else tf.summary.create_noop_writer()
         log(f"training {cfg.model_name}: {model.count_params():,} parameters, {cfg.epochs} epochs x {steps} steps"
-            + (f", stopping at step {total}" if total < steps * cfg.epochs else ""))
+            + (f", stopping at step {total}" if total < steps * cfg.epochs else "")
+            + (f"; evaluating and exporting the weights' moving average (ema_momentum {cfg.ema_momentum})" if cfg.ema_momentum else ""))
 
         t1 = time.time()
         step, last_eval = start, -1
@@ -299,7 +302,7 @@ class Trainer:
                     log(f"epoch {step // steps}/{cfg.epochs}: train loss {loss:.4f}  accuracy {acc:.4f}  ({time.time() - t1:.1f} s)")
                 window[:] = 0
                 if info.is_chief and step != last_eval:
-                    self._evaluate(model, evals, binary, labels, run, step, eval_writer, log)
+                    self._evaluate(model, optimizer, evals, binary, labels, run, step, eval_writer, log)
                     last_eval = step
             if step % cfg.checkpoint_every == 0:
                 run.checkpoint(step)
@@ -309,7 +312,7 @@ class Trainer:
             return {"worker": info.index, "step": step, "train_seconds": round(train_seconds, 1)}
 
         if not run.restore_best():  # resumed at the very end: nothing evaluated yet
-            self._evaluate(model, evals, binary, labels, run, step, eval_writer, log)
+            self._evaluate(model, optimizer, evals, binary, labels, run, step, eval_writer, log)
             run.restore_best()
         thresholds = run.best.get("thresholds")
         report = self._metrics(*predict_dataset(model, evals, binary), labels, report=True, thresholds=thresholds)
