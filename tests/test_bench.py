@@ -102,3 +102,38 @@ def test_car_topics_configs_read_the_shared_data():
     for name in ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext"):
         cfg = load_config(os.path.join(REPO, "config", "car_topics", f"{name}.json"))
         assert cfg.model_name == name and cfg.multi_label and cfg.tune_thresholds
+
+
+def test_fudan_harness_smoke(tmp_path):
+    """Fudan's layout (label names, class.txt) with long synthetic documents; two long_text modes."""
+    sys.path.insert(0, REPO)
+    from bench import fudan
+    from tests.test_long_text import KEYWORDS, long_lines
+
+    d = tmp_path / "fudan"
+    d.mkdir()
+    for split, n, seed in (("train", 120, 1), ("dev", 30, 2), ("test", 30, 3)):
+        (d / f"{split}.txt").write_text("\n".join(long_lines(n, seed)) + "\n", encoding="utf-8")
+    (d / "class.txt").write_text("\n".join(KEYWORDS.values()) + "\n", encoding="utf-8")
+    results = tmp_path / "fudan.json"
+    out = fudan.main(["--data", str(d), "--inline", "--models", "textcnn", "--modes", "truncate,chunks", "--out",
+                      str(tmp_path / "run"), "--results", str(results), "--no-benchmarks-md", *TINY,
+                      "--set=sequence_length=16", "--set=max_chunks=2", "--set=eval_every=4", "--set=checkpoint_every=4"])
+    saved = json.loads(results.read_text(encoding="utf-8"))
+    assert list(saved["runs"]) == ["textcnn:truncate", "textcnn:chunks"]
+    assert set(saved["baselines"]) == {"full text", "first 512 characters", "first 128 characters"}
+    chunks = saved["runs"]["textcnn:chunks"]
+    assert chunks["tokens_read"] == 32 and 0 <= chunks["test_accuracy"] <= 1 and chunks["train_seconds"] > 0
+    assert "long_text chunks reads their first 32 in 2 windows of 16" in chunks["long_text_log"]
+    section = fudan.benchmarks_section(out)
+    assert section.startswith("## Fudan") and "| textcnn | chunks | 32 (2 x 16) |" in section
+    assert "| best model above the best baseline row |" in section
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(REPO, "..", "shared", "data", "fudan")), reason="../shared/data/fudan is absent")
+def test_fudan_configs_read_the_shared_data():
+    from data_helpers.config import load_config
+
+    for name in ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext"):
+        cfg = load_config(os.path.join(REPO, "config", "fudan", f"{name}.json"))
+        assert cfg.model_name == name and cfg.long_text == "chunks"
