@@ -137,3 +137,24 @@ def test_fudan_configs_read_the_shared_data():
     for name in ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext"):
         cfg = load_config(os.path.join(REPO, "config", "fudan", f"{name}.json"))
         assert cfg.model_name == name and cfg.long_text == "chunks"
+
+
+def test_tuning_runs_score_on_a_held_out_split_and_are_logged(corpus, tmp_path):
+    sys.path.insert(0, REPO)
+    from bench import tune
+    from tests.conftest import tiny_config
+
+    train, dev = tune.split_lines(str(corpus / "train.txt"), 0.25, 13, str(tmp_path))
+    lines = [open(p, encoding="utf-8").read().split("\n")[:-1] for p in (train, dev)]
+    assert len(lines[1]) == 60 and len(lines[0]) == 180  # every line in one part or the other, once
+    assert sorted(lines[0] + lines[1]) == sorted((corpus / "train.txt").read_text(encoding="utf-8").split("\n")[:-1])
+
+    config = tiny_config(tmp_path / "cfg", corpus, "fasttext")
+    log, md = tmp_path / "tuning.jsonl", tmp_path / "TUNING.md"
+    for name, sets in (("plain", []), ("ema", ["--set=ema_momentum=0.9"])):
+        row = tune.main(["--config", config, "--name", name, "--dev-share", "0.25", "--log", str(log), "--markdown", str(md), *sets])
+        assert 0 <= row["dev_accuracy"] <= 1 and 0 <= row["baseline"]["accuracy"] <= 1
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [r["name"] for r in rows] == ["plain", "ema"] and rows[1]["overrides"] == ["ema_momentum=0.9"]
+    text = md.read_text(encoding="utf-8")
+    assert f"## {config}" in text and "| ema | `ema_momentum=0.9` |" in text and "75% of train_data" in text
