@@ -136,7 +136,7 @@ def test_fudan_configs_read_the_shared_data():
 
     for name in ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext"):
         cfg = load_config(os.path.join(REPO, "config", "fudan", f"{name}.json"))
-        assert cfg.model_name == name and cfg.long_text == "chunks"
+        assert cfg.model_name == name and cfg.long_text == "truncate" and cfg.max_chunks == 8
 
 
 def test_tuning_runs_score_on_a_held_out_split_and_are_logged(corpus, tmp_path):
