@@ -82,17 +82,35 @@ def quiet(*args, **kwargs):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, corpus):
-    """model_name -> (config path, report): each model trained once, tiny, for 2 epochs."""
+    """model_name -> (config path, report): each model trained once, tiny, for 2 epochs.
+
+    Under pytest-xdist the two worker processes share one copy: the first to ask trains the
+    model in the run's common temporary folder under a lock, the other reads it (saving a
+    training per model and worker). The models are read-only for the tests.
+    """
+    import fcntl
+
     from data_helpers.config import load_config
     from trainers.trainer import Trainer
 
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "trained-models"
+    shared.mkdir(exist_ok=True)
     cache = {}
 
     def get(model_name):
         if model_name not in cache:
-            root = tmp_path_factory.mktemp(model_name)
-            path = tiny_config(root, corpus, model_name)
-            report = Trainer(load_config(path, log=quiet), log=quiet, verbose=0).train()
+            root = shared / model_name
+            with open(shared / f"{model_name}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                path = os.path.join(str(root), f"{model_name}.json")
+                done = root / "done.json"
+                if done.exists():
+                    report = json.loads(done.read_text(encoding="utf-8"))
+                else:
+                    path = tiny_config(root, corpus, model_name)
+                    report = Trainer(load_config(path, log=quiet), log=quiet, verbose=0).train()
+                    done.write_text(json.dumps(report), encoding="utf-8")
             cache[model_name] = (path, report)
         return cache[model_name]
 
