@@ -26,20 +26,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench.demo import run_record, save_results, update_benchmarks  # noqa: E402
-from bench.thucnews import limited  # noqa: E402
+from bench.thucnews import data_files  # noqa: E402
 
 MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext")
 MODES = ("truncate", "head_tail", "chunks")
 BASELINE_CHARS = (None, 512, 128)  # full text, first 512, first 128 characters
 TITLE = "Fudan (20-class long documents"
-
-
-def data_files(data: str, limit: int | None, workdir: str) -> dict:
-    files = {k: os.path.join(data, f"{k}.txt") for k in ("train", "dev", "test", "class")}
-    for p in files.values():
-        if not os.path.isfile(p):
-            raise SystemExit(f"error: {p} not found (--data should name the Fudan folder)")
-    return {k: (p if k == "class" else limited(p, limit, workdir)) for k, p in files.items()}
 
 
 def run_one(name: str, mode: str, files: dict, overrides: list[str], out_root: str) -> dict:
@@ -138,7 +130,7 @@ def main(argv=None):
 
     workdir = tempfile.mkdtemp(prefix="fudan-")
     out_root = args.out or os.path.join(workdir, "runs")
-    files = data_files(args.data, args.limit, workdir)
+    files = data_files(args.data, args.limit, workdir, corpus="Fudan")
     if args.one:  # child process: one model with one long_text
         name, mode = args.one.split(":")
         result = run_one(name, mode, files, args.set, out_root)

@@ -44,11 +44,12 @@ def limited(path: str, limit: int | None, workdir: str) -> str:
     return out
 
 
-def data_files(data: str, limit: int | None, workdir: str) -> dict:
+def data_files(data: str, limit: int | None, workdir: str, corpus: str = "THUCNews") -> dict:
+    """train, dev, test and class.txt of a corpus folder (the first `limit` lines of the first three)."""
     files = {k: os.path.join(data, f"{k}.txt") for k in ("train", "dev", "test", "class")}
     for k, p in files.items():
         if not os.path.isfile(p):
-            raise SystemExit(f"error: {p} not found (--data should name the THUCNews folder)")
+            raise SystemExit(f"error: {p} not found (--data should name the {corpus} folder)")
     return {k: (p if k == "class" else limited(p, limit, workdir)) for k, p in files.items()}
 
 

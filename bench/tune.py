@@ -19,13 +19,12 @@ import os
 import random
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench.demo import run_record  # noqa: E402
+from bench.demo import run_record, tfidf_baseline  # noqa: E402
 
 LOG = os.path.join(REPO, "bench", "results", "tuning.jsonl")
 TUNING_MD = os.path.join(REPO, "TUNING.md")
@@ -46,19 +45,11 @@ def split_lines(path: str, share: float, seed: int, workdir: str) -> tuple[str, 
     return parts["train"], parts["dev"]
 
 
-def baseline(train_path: str, dev_path: str, label_sep=None) -> dict:
-    """Character 1-3-gram TF-IDF (sublinear tf) + LinearSVC on the same split."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.svm import LinearSVC
-
+def baseline(train_path: str, dev_path: str) -> dict:
+    """The demo benchmark's baseline (character 1-3-gram TF-IDF + LinearSVC), on the same split."""
     from data_helpers.reader import read_examples
 
-    train, dev = (read_examples(p, log=lambda *a: None) for p in (train_path, dev_path))
-    t = time.time()
-    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
-    pred = LinearSVC().fit(vec.fit_transform(train.texts), train.labels).predict(vec.transform(dev.texts))
-    return {"accuracy": round(float(sum(p == y for p, y in zip(pred, dev.labels)) / len(dev.labels)), 4),
-            "seconds": round(time.time() - t, 1)}
+    return tfidf_baseline(*(read_examples(p, log=lambda *a: None) for p in (train_path, dev_path)))
 
 
 def main(argv=None):

@@ -50,13 +50,12 @@ def classifier_head(x, cfg, num_outputs: int):
     """
     x = keras.layers.Dropout(dropout_rate(cfg), name="head_dropout")(x)
     reg = keras.regularizers.L2(cfg.l2_reg_lambda) if cfg.l2_reg_lambda > 0 else None
-    if getattr(cfg, "long_text", "truncate") == "chunks":  # the window model: its logits are pooled first
-        return keras.layers.Dense(num_outputs, kernel_regularizer=reg, bias_regularizer=reg, dtype="float32", name="logits")(x)
+    chunks = getattr(cfg, "long_text", "truncate") == "chunks"  # the window model: its logits are pooled first
     return keras.layers.Dense(
         num_outputs,
-        activation=output_activation(cfg, num_outputs),
+        activation=None if chunks else output_activation(cfg, num_outputs),
         kernel_regularizer=reg,
         bias_regularizer=reg,
         dtype="float32",
-        name="probabilities",
+        name="logits" if chunks else "probabilities",
     )(x)
