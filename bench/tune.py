@@ -45,11 +45,11 @@ def split_lines(path: str, share: float, seed: int, workdir: str) -> tuple[str, 
     return parts["train"], parts["dev"]
 
 
-def baseline(train_path: str, dev_path: str) -> dict:
+def baseline(train_path: str, dev_path: str, names: list[str] | None = None) -> dict:
     """The demo benchmark's baseline (character 1-3-gram TF-IDF + LinearSVC), on the same split."""
     from data_helpers.reader import read_examples
 
-    return tfidf_baseline(*(read_examples(p, log=lambda *a: None) for p in (train_path, dev_path)))
+    return tfidf_baseline(*(read_examples(p, id_to_name=names, log=lambda *a: None) for p in (train_path, dev_path)))
 
 
 def main(argv=None):
@@ -67,7 +67,7 @@ def main(argv=None):
     from sklearn.metrics import accuracy_score, f1_score
 
     from data_helpers.config import load_config
-    from data_helpers.reader import read_examples
+    from data_helpers.reader import read_class_names, read_examples
     from predictors import Predictor
     from trainers.trainer import Trainer
 
@@ -82,7 +82,8 @@ def main(argv=None):
             f"pb_model_path={workdir}/pb"]
     cfg = load_config(args.config, args.set + runs)
     report = Trainer(cfg, verbose=0, restart=True, log=lambda *a: None).train()
-    dev = read_examples(dev_path, log=lambda *a: None)
+    names = read_class_names(cfg.class_names) if cfg.class_names else None  # label ids in the file -> the export's names
+    dev = read_examples(dev_path, id_to_name=names, log=lambda *a: None)
     pred = Predictor.from_saved_model(report["export"]).predict(dev.texts)
     row = {
         **run_record("tune.py", argv),
@@ -94,7 +95,7 @@ def main(argv=None):
         "dev_macro_f1": round(float(f1_score(dev.labels, pred, average="macro")), 4),
         "best_step": report["best_step"],
         "train_seconds": report["train_seconds"],
-        "baseline": baseline(train_path, dev_path),
+        "baseline": baseline(train_path, dev_path, names),
     }
     print(json.dumps(row, ensure_ascii=False), flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.log)), exist_ok=True)
