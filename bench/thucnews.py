@@ -3,8 +3,9 @@
     python bench/thucnews.py --data ../shared/data/thucnews [--models textcnn,bilstm,...] [--set key=value ...]
 
 Each model trains from config/thucnews/<model>.json on train.txt, is tuned (best checkpoint) on
-dev.txt, and is evaluated once on test.txt through the exported model. Each model runs in its own
-process, so its peak RSS is its own. Writes bench/results/thucnews.json and the "THUCNews" section
+dev.txt, and is evaluated once on test.txt through the exported model. When two or more models
+run, their in-graph ensemble (``python -m predictors.ensemble``: the mean of their probabilities in
+one SavedModel) is scored the same way. Each model runs in its own process, so its peak RSS is its own. Writes bench/results/thucnews.json and the "THUCNews" section
 of BENCHMARKS.md. ``--limit N`` reads only the first N lines of each file (the test suite's smoke run).
 """
 
@@ -15,7 +16,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -61,12 +61,7 @@ def percentiles(times_ms: list[float]) -> dict:
 
 def run_model(name: str, files: dict, overrides: list[str], out_root: str | None) -> dict:
     """Train one model, evaluate its export on test.txt, time the Predictor and the SavedModel."""
-    import tensorflow as tf
-    from sklearn.metrics import accuracy_score, f1_score
-
     from data_helpers.config import load_config
-    from data_helpers.reader import read_class_names, read_examples
-    from predictors import Predictor
     from trainers.trainer import Trainer
 
     sets = [f"train_data={files['train']}", f"eval_data={files['dev']}", f"class_names={files['class']}"]
@@ -74,19 +69,42 @@ def run_model(name: str, files: dict, overrides: list[str], out_root: str | None
         sets += [f"output_path={out_root}/outputs/{name}", f"ckpt_model_path={out_root}/ckpt/{name}", f"pb_model_path={out_root}/pb/{name}"]
     cfg = load_config(os.path.join(REPO, "config", "thucnews", f"{name}.json"), sets + list(overrides))
     report = Trainer(cfg, verbose=0, restart=True).train()  # a benchmark always starts afresh
-
-    names = read_class_names(files["class"])
-    test = read_examples(files["test"], id_to_name=names, log=lambda *a: None)
-    p = Predictor.from_saved_model(report["export"])
-    pred = p.predict(test.texts)
-    result = {
+    return {
         "tokenizer": cfg.tokenizer,
-        "test_accuracy": round(float(accuracy_score(test.labels, pred)), 4),
-        "test_macro_f1": round(float(f1_score(test.labels, pred, average="macro")), 4),
+        **score_export(report["export"], files),
         "dev_accuracy": round(report["accuracy"], 4),
         "train_seconds": report["train_seconds"],
         "train_examples_per_second": report["train_examples_per_second"],
         "epochs": cfg.epochs,
+    }
+
+
+def run_ensemble(members: dict, files: dict, out_root: str | None) -> dict:
+    """The in-graph ensemble of the members' exports (predictors.ensemble), scored like a model."""
+    from predictors.ensemble import export_ensemble
+
+    export = export_ensemble(list(members.values()), os.path.join(out_root or "pb_model/thucnews", "ensemble"), log=lambda *a: None)
+    return {"tokenizer": "char", "members": list(members), **score_export(export, files)}
+
+
+def score_export(export: str, files: dict) -> dict:
+    """Test accuracy and macro-F1 of an export through the Predictor, its one-sentence latency, its
+    batch throughput and this process's peak RSS."""
+    import tensorflow as tf
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from bench.fudan import peak_rss_mb
+    from data_helpers.reader import read_class_names, read_examples
+    from predictors import Predictor
+
+    names = read_class_names(files["class"])
+    test = read_examples(files["test"], id_to_name=names, log=lambda *a: None)
+    p = Predictor.from_saved_model(export)
+    pred = p.predict(test.texts)
+    result = {
+        "export": export,
+        "test_accuracy": round(float(accuracy_score(test.labels, pred)), 4),
+        "test_macro_f1": round(float(f1_score(test.labels, pred, average="macro")), 4),
     }
     one = test.texts[:1000]
     for t in one[:50]:
@@ -98,7 +116,7 @@ def run_model(name: str, files: dict, overrides: list[str], out_root: str | None
         times.append((time.perf_counter() - s) * 1000)
     result["predictor_single"] = percentiles(times)
 
-    serve = tf.saved_model.load(report["export"]).signatures["serving_default"]
+    serve = tf.saved_model.load(export).signatures["serving_default"]
     segmented = p.tokenizer.segment(test.texts)  # word models take segmented text; timed apart
     batches = [tf.constant(segmented[i : i + 256]) for i in range(0, len(segmented), 256)]
     serve(text=batches[0])
@@ -106,7 +124,7 @@ def run_model(name: str, files: dict, overrides: list[str], out_root: str | None
     for b in batches:
         serve(text=b)
     result["savedmodel_batch_sentences_per_second"] = round(len(segmented) / (time.perf_counter() - s), 1)
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
@@ -147,26 +165,36 @@ def main(argv=None):
     ap.add_argument("--results", default=os.path.join(REPO, "bench", "results", "thucnews.json"))
     ap.add_argument("--no-benchmarks-md", action="store_true", help="leave BENCHMARKS.md alone")
     ap.add_argument("--inline", action="store_true", help="train in this process (faster; RSS then is the whole run's)")
+    ap.add_argument("--no-ensemble", action="store_true", help="no ensemble row (default: one when two or more models ran)")
+    ap.add_argument("--members", help=argparse.SUPPRESS)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--one-result", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     workdir = tempfile.mkdtemp(prefix="thucnews-")
     files = data_files(args.data, args.limit, workdir)
-    if args.one:  # child process: one model
-        result = run_model(args.one, files, args.set, args.out)
+    if args.one:  # child process: one model, or the ensemble of --members
+        if args.one == "ensemble":
+            result = run_ensemble(json.loads(args.members), files, args.out)
+        else:
+            result = run_model(args.one, files, args.set, args.out)
         with open(args.one_result, "w", encoding="utf-8") as f:
             json.dump(result, f)
         return result
 
     results = {}
-    for name in args.models.split(","):
+    names = args.models.split(",")
+    if len(names) > 1 and not args.no_ensemble:
+        names.append("ensemble")
+    for name in names:
         t = time.time()
+        members = {m: results[m]["export"] for m in names if m in results} if name == "ensemble" else None
         if args.inline:
-            results[name] = run_model(name, files, args.set, args.out)
+            results[name] = run_ensemble(members, files, args.out) if members else run_model(name, files, args.set, args.out)
         else:
             res_file = os.path.join(workdir, f"{name}.json")
             cmd = [sys.executable, os.path.abspath(__file__), "--one", name, "--one-result", res_file, "--data", args.data]
+            cmd += ["--members", json.dumps(members)] if members else []
             cmd += [f"--set={s}" for s in args.set] + (["--limit", str(args.limit)] if args.limit else [])
             cmd += ["--out", args.out] if args.out else []
             subprocess.run(cmd, check=True, cwd=REPO)
@@ -229,9 +257,11 @@ def benchmarks_section(out: dict) -> str:
         where = r.get("machine") or out["machine"]
         on = f", {where['cores']} cores, {where['cpu']}" if where != out["machine"] else ""
         name = f"{name} (`{r['command']}`, {r.get('date') or out['date']}{on})" if other else name
+        if "members" in r:  # the ensemble: its members trained above
+            name = f"{name} (mean of {', '.join(r['members'])}; `python -m predictors.ensemble`)"
         rows.append(
             f"| {name} | {r['tokenizer']} | {r['test_accuracy']:.4f} | {100 * (r['test_accuracy'] - char):+.2f} pts | "
-            f"{r['test_macro_f1']:.4f} | {r['train_seconds']} | {r['train_examples_per_second']} | "
+            f"{r['test_macro_f1']:.4f} | {r.get('train_seconds', '-')} | {r.get('train_examples_per_second', '-')} | "
             f"{r['predictor_single']['p50_ms']} / {r['predictor_single']['p99_ms']} | "
             f"{r['savedmodel_batch_sentences_per_second']} | {r['peak_rss_mb']} |"
         )
@@ -258,18 +288,19 @@ def benchmarks_section(out: dict) -> str:
 
 def targets_table(out: dict, char: float) -> list[str]:
     """The issue's targets against this run's figures, with the gap where one is missed."""
-    models = out["models"]
+    every = out["models"]  # the ensemble counts for the best model; "every model" is each trained one
+    models = {k: v for k, v in every.items() if "members" not in v}
     if not models:
         return []
     worst = min(models, key=lambda m: models[m]["test_accuracy"])
-    best = max(models, key=lambda m: models[m]["test_accuracy"])
+    best = max(every, key=lambda m: every[m]["test_accuracy"])
     slowest = max(models, key=lambda m: models[m]["train_seconds"])
     p50 = max(models, key=lambda m: models[m]["predictor_single"]["p50_ms"])
     rows = [
         ("every model's test accuracy >= char TF-IDF", f"lowest: {worst} {models[worst]['test_accuracy']:.4f} vs {char:.4f}",
          models[worst]["test_accuracy"] >= char, f"{100 * (models[worst]['test_accuracy'] - char):+.2f} pts"),
-        ("best model >= 0.910", f"{best} {models[best]['test_accuracy']:.4f}",
-         models[best]["test_accuracy"] >= 0.910, f"{100 * (models[best]['test_accuracy'] - 0.910):+.2f} pts"),
+        ("best model >= 0.915", f"{best} {every[best]['test_accuracy']:.4f}",
+         every[best]["test_accuracy"] >= 0.915, f"{100 * (every[best]['test_accuracy'] - 0.915):+.2f} pts"),
         ("every model trains in <= 900 s", f"slowest: {slowest} {models[slowest]['train_seconds']} s",
          models[slowest]["train_seconds"] <= 900, ""),
         ("Predictor 1 sentence p50 <= 2 ms", f"highest: {p50} {models[p50]['predictor_single']['p50_ms']} ms",

@@ -173,21 +173,14 @@ def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, k
     """Write the next version under base_dir (atomically) and keep the newest ``keep`` versions.
     ``decision``: a multi-label model's thresholds and at_least_one (see :func:`build_archive`);
     ``explain``: add the ``explain`` signatures (:mod:`predictors.explanation`).
-
-    The staging folder is locked while it is written, so another process's clean-up never
-    removes it, and two exporters never take the same version number.
     """
-    os.makedirs(base_dir, exist_ok=True)
-    clean_partial_exports(base_dir, log)
-    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=base_dir)
-    lock = os.open(os.path.join(tmp, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-        asset_dir = os.path.join(tmp, ".staging-assets")
+
+    def write(model_dir: str, staging: str) -> None:
+        asset_dir = os.path.join(staging, ".staging-assets")
         artifacts.save(asset_dir)
-        build_archive(model, artifacts, asset_dir, decision, explain).write_out(os.path.join(tmp, "model"), verbose=False)
+        build_archive(model, artifacts, asset_dir, decision, explain).write_out(model_dir, verbose=False)
         # The other files travel in assets/ too: for people, the Predictor and serve.py.
-        assets = os.path.join(tmp, "model", "assets")
+        assets = os.path.join(model_dir, "assets")
         if artifacts.multi_label:
             thresholds = (decision or {}).get("thresholds") or [0.5] * len(artifacts.labels)
             atomic_write_json(os.path.join(assets, "decision.json"), {
@@ -198,6 +191,25 @@ def export_model(model: keras.Model, artifacts: VocabArtifacts, base_dir: str, k
             shutil.copyfile(os.path.join(asset_dir, name), os.path.join(assets, name))
         if artifacts.tokenizer.get("user_dict"):
             shutil.copyfile(artifacts.tokenizer["user_dict"], os.path.join(assets, "user_dict.txt"))
+
+    return write_version(base_dir, write, keep, log)
+
+
+def write_version(base_dir: str, write, keep: int = 3, log=print) -> str:
+    """``write(model_dir, staging_dir)`` fills a new SavedModel folder, which becomes the next
+    integer version under base_dir (TensorFlow Serving's layout); the newest ``keep`` are kept.
+
+    The staging folder is locked while it is written, so another process's clean-up never
+    removes it, and two exporters never take the same version number; a reader never sees
+    half an export.
+    """
+    os.makedirs(base_dir, exist_ok=True)
+    clean_partial_exports(base_dir, log)
+    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=base_dir)
+    lock = os.open(os.path.join(tmp, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        write(os.path.join(tmp, "model"), tmp)
         fault_point("export")
         version = (export_versions(base_dir) or [0])[-1] + 1
         while True:

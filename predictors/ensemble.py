@@ -1,0 +1,138 @@
+"""An in-graph ensemble: several exports of the same labels become one SavedModel that averages
+their probabilities.
+
+    python -m predictors.ensemble --out pb_model/ensemble pb_model/textcnn/1 pb_model/transformer/1 ...
+
+The result is an ordinary export, in TensorFlow Serving's layout (``--out/<version>``): its
+``serving_default`` takes ``text`` (string [None]) and gives ``label`` and ``probabilities``
+(float [None, n_labels], in the order of ``assets/labels.txt``), the mean of the members'
+probabilities. Each member keeps its own tokenizer and vocabulary inside the graph, so members
+may read different vocabularies and sequence lengths; they must take the same text (all
+``char``, or all ``word`` with the same user dictionary, since a ``word`` model takes text
+segmented by jieba) and have the same labels in the same order. The Predictor, ``serve.py`` and
+stock TensorFlow Serving load it as they load one model's export.
+
+An ensemble has no ``predict_ids`` signature (its members read different ids) and no
+``explain`` signature. Multi-label exports are refused: each member decides with its own
+thresholds, which an average of probabilities would not respect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from data_helpers.io_utils import atomic_write_json, read_json
+from data_helpers.vocab import FORMAT
+
+__all__ = ["EnsembleError", "export_ensemble", "check_members"]
+
+
+class EnsembleError(ValueError):
+    """The members cannot be averaged: the message names the member and what differs."""
+
+
+def _meta(export_dir: str) -> dict:
+    path = os.path.join(export_dir, "assets", "vocab.json")
+    if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")) or not os.path.isfile(path):
+        raise EnsembleError(f"{export_dir}: not an export folder (expected pb_model_path/<version> with saved_model.pb "
+                            "and assets/vocab.json)")
+    meta = read_json(path)
+    if meta.get("format") != FORMAT:
+        raise EnsembleError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def _user_dict(export_dir: str) -> bytes | None:
+    path = os.path.join(export_dir, "assets", "user_dict.txt")
+    return open(path, "rb").read() if os.path.isfile(path) else None
+
+
+def check_members(export_dirs: list[str]) -> list[dict]:
+    """Each member's vocab.json, after checking the members can be averaged (EnsembleError if not)."""
+    if len(export_dirs) < 2:
+        raise EnsembleError(f"an ensemble needs at least two exports, got {len(export_dirs)}")
+    if len(set(map(os.path.realpath, export_dirs))) != len(export_dirs):
+        raise EnsembleError("the same export is named twice")
+    metas = [_meta(d) for d in export_dirs]
+    first, head = metas[0], export_dirs[0]
+    for d, m in zip(export_dirs, metas):
+        if m.get("multi_label"):
+            raise EnsembleError(f"{d}: a multi-label export; an ensemble averages single-label models only")
+        if m["labels"] != first["labels"]:
+            raise EnsembleError(f"{d}: labels {m['labels']} differ from {head}'s {first['labels']} (same labels, same order)")
+        if m["tokenizer"]["mode"] != first["tokenizer"]["mode"]:
+            raise EnsembleError(f"{d}: tokenizer {m['tokenizer']['mode']!r}, {head}'s is {first['tokenizer']['mode']!r}: "
+                                "the members must take the same text")
+        if m["tokenizer"]["mode"] == "word" and _user_dict(d) != _user_dict(head):
+            raise EnsembleError(f"{d}: another jieba user dictionary than {head}'s: the members must take the same text")
+    return metas
+
+
+def export_ensemble(export_dirs: list[str], base_dir: str, keep: int = 3, log=print) -> str:
+    """Write the ensemble of ``export_dirs`` as the next version under ``base_dir``; its path."""
+    import tensorflow as tf
+
+    from predictors.export import write_version
+
+    metas = check_members(export_dirs)
+    labels = list(metas[0]["labels"])
+
+    class Ensemble(tf.Module):
+        def __init__(self):
+            super().__init__(name="ensemble")
+            self.members = [tf.saved_model.load(d) for d in export_dirs]
+            self.labels = tf.constant(labels)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text):
+            p = tf.add_n([m.signatures["serving_default"](text=text)["probabilities"] for m in self.members])
+            p = p / float(len(self.members))
+            return {"label": tf.gather(self.labels, tf.argmax(p, axis=-1)), "probabilities": p}
+
+    def write(model_dir: str, staging: str) -> None:
+        module = Ensemble()
+        tf.saved_model.save(module, model_dir, signatures={"serving_default": module.serve})
+        assets = os.path.join(model_dir, "assets")
+        os.makedirs(assets, exist_ok=True)
+        head = metas[0]
+        with open(os.path.join(assets, "labels.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(labels) + "\n")
+        if _user_dict(export_dirs[0]) is not None:
+            shutil.copyfile(os.path.join(export_dirs[0], "assets", "user_dict.txt"), os.path.join(assets, "user_dict.txt"))
+        atomic_write_json(os.path.join(assets, "vocab.json"), {
+            "format": FORMAT,
+            "tokenizer": head["tokenizer"],  # how callers prepare text (jieba for word models); every member's is alike
+            "sequence_length": max(m["sequence_length"] for m in metas),
+            "binary": head["binary"],
+            "multi_label": False,
+            "label_sep": head.get("label_sep"),
+            "settings": {},
+            "labels": labels,
+            "ensemble": [{"export": os.path.abspath(d), "fingerprint": m.get("fingerprint"),
+                          "sequence_length": m["sequence_length"]} for d, m in zip(export_dirs, metas)],
+        })
+
+    return write_version(base_dir, write, keep, log)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m predictors.ensemble",
+                                 description="Average several exports' probabilities in one SavedModel.")
+    ap.add_argument("exports", nargs="+", help="export folders (pb_model_path/<version>), two or more")
+    ap.add_argument("--out", required=True, help="base folder; the ensemble becomes its next version")
+    ap.add_argument("--keep", type=int, default=3, help="versions kept in --out")
+    args = ap.parse_args(argv)
+    try:
+        path = export_ensemble(args.exports, args.out, args.keep, log=lambda *a: None)
+    except (EnsembleError, OSError, ValueError) as e:
+        print(f"error: {e}".replace("\n", " "), file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
