@@ -80,14 +80,11 @@ def quiet(*args, **kwargs):
     pass
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory, corpus):
-    """model_name -> (config path, report): each model trained once, tiny, for 2 epochs.
-
-    Under pytest-xdist the two worker processes share one copy: the first to ask trains the
-    model in the run's common temporary folder under a lock, the other reads it (saving a
-    training per model and worker). The models are read-only for the tests.
-    """
+def shared_trainer(tmp_path_factory, make_config, kind: str):
+    """name -> (config path, report): ``make_config(root, name)`` written and trained once per test
+    run, tiny. Under pytest-xdist the worker processes share one copy: the first to ask trains the
+    model in the run's common temporary folder under a lock, the others read it. The models are
+    read-only for the tests."""
     import fcntl
 
     from data_helpers.config import load_config
@@ -98,23 +95,28 @@ def trained(tmp_path_factory, corpus):
     shared.mkdir(exist_ok=True)
     cache = {}
 
-    def get(model_name):
-        if model_name not in cache:
-            root = shared / model_name
-            with open(shared / f"{model_name}.lock", "w") as lock:
+    def get(name):
+        if name not in cache:
+            root = shared / f"{kind}-{name}"
+            with open(shared / f"{kind}-{name}.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                path = os.path.join(str(root), f"{model_name}.json")
                 done = root / "done.json"
                 if done.exists():
-                    report = json.loads(done.read_text(encoding="utf-8"))
+                    path, report = json.loads(done.read_text(encoding="utf-8"))
                 else:
-                    path = tiny_config(root, corpus, model_name)
+                    path = make_config(root, name)
                     report = Trainer(load_config(path, log=quiet), log=quiet, verbose=0).train()
-                    done.write_text(json.dumps(report), encoding="utf-8")
-            cache[model_name] = (path, report)
-        return cache[model_name]
+                    done.write_text(json.dumps([path, report]), encoding="utf-8")
+            cache[name] = (path, report)
+        return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, corpus):
+    """model_name -> (config path, report): each model trained once, tiny, for 2 epochs."""
+    return shared_trainer(tmp_path_factory, lambda root, name: tiny_config(root, corpus, name), "tiny")
 
 
 KEYWORDS = {"red": "红组", "blue": "蓝组", "green": "绿组"}
@@ -140,3 +142,12 @@ def planted(tmp_path_factory):
     (root / "train.txt").write_text("\n".join(planted_lines(360, 1)) + "\n", encoding="utf-8")
     (root / "eval.txt").write_text("\n".join(planted_lines(60, 2)) + "\n", encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="session")
+def planted_trained(tmp_path_factory, planted):
+    """model_name -> (config path, report): a tiny model trained once on the planted task and
+    exported with its explain signatures (test_explain, test_page)."""
+    return shared_trainer(tmp_path_factory, lambda root, name: tiny_config(
+        root / "planted", planted, name, export_explain=True, epochs=4, learning_rate=0.02, keep_prob=1.0,
+        eval_every=50, checkpoint_every=50), "planted")

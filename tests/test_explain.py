@@ -13,27 +13,22 @@ import sys
 import numpy as np
 import pytest
 
-from data_helpers.config import load_config
-from tests.conftest import KEYWORDS, MODELS, quiet, tiny_config
+from tests.conftest import KEYWORDS, MODELS
 
 IG_TOLERANCE = 0.05  # |f(text) - f(baseline) - sum(scores)|, in probability
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def explained(planted):
+def explained(planted_trained):
     """model_name -> Predictor of a tiny model trained on the planted task, exported with explain."""
     from predictors import Predictor
-    from trainers.trainer import Trainer
 
     cache = {}
 
     def get(model_name):
         if model_name not in cache:
-            path = tiny_config(planted / model_name, planted, model_name, export_explain=True, epochs=4,
-                               learning_rate=0.02, keep_prob=1.0, eval_every=50, checkpoint_every=50)
-            Trainer(load_config(path, log=quiet), log=quiet, verbose=0).train()
-            cache[model_name] = Predictor(path)
+            cache[model_name] = Predictor(planted_trained(model_name)[0])
         return cache[model_name]
 
     return get

@@ -34,8 +34,12 @@ def train(root, planted, model_name, **overrides):
 
 
 @pytest.fixture(scope="module")
-def attention_model(planted, tmp_path_factory):
-    return train(tmp_path_factory.mktemp("atten"), planted, "bilstm_atten")
+def attention_model(planted_trained):
+    """The planted-task BiLSTM-attention model test_explain uses too (trained once per run)."""
+    from predictors import Predictor
+
+    path, report = planted_trained("bilstm_atten")
+    return load_config(path, log=quiet), report, Predictor(path)
 
 
 def start_chromium(profile: str, width: int = 1000, height: int = 900):
