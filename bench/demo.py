@@ -78,11 +78,38 @@ def single_sentence_latency(predictor, texts, n=300) -> dict:
     return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3)}
 
 
+def ensemble_row(members: list[str], exports: dict, evals, command: str) -> dict:
+    """The in-graph ensemble (predictors.ensemble) of the members' exports, scored like a model."""
+    from sklearn.metrics import f1_score
+
+    from predictors import Predictor
+    from predictors.ensemble import export_ensemble
+
+    t = time.time()
+    export = export_ensemble([exports[m] for m in members], "pb_model/demo_ensemble", log=lambda *a: None)
+    wall = time.time() - t
+    p = Predictor.from_saved_model(export)
+    pred = p.predict(evals.texts)
+    return {
+        "command": command,
+        "date": datetime.date.today().isoformat(),
+        "config": f"mean of {', '.join(members)} (`python -m predictors.ensemble`)",
+        "members": members,
+        "tokenizer": "char",
+        "eval_accuracy_predictor": round(sum(a == b for a, b in zip(pred, evals.labels)) / len(pred), 4),
+        "eval_macro_f1_trainer": round(float(f1_score(evals.labels, pred, average="macro")), 4),
+        "train_seconds": "-",
+        "wall_seconds": round(wall, 1),
+        **single_sentence_latency(p, evals.texts),
+    }
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--set", action="append", default=[], help="config override for every model")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ap.add_argument("--no-ensemble", action="store_true", help="no ensemble row (default: one of the char models when two or more ran)")
     args = ap.parse_args(argv)
 
     from data_helpers.config import load_config
@@ -90,7 +117,7 @@ def main(argv=None):
     from predictors import Predictor
     from trainers.trainer import Trainer
 
-    results = {}
+    results, exports = {}, {}
     for name in args.models.split(","):
         path = f"config/{name}_config.json"
         cfg = load_config(path, args.set)
@@ -112,7 +139,13 @@ def main(argv=None):
             "wall_seconds": round(wall, 1),
             **single_sentence_latency(p, evals.texts),
         }
+        exports[name] = report["export"]
         print(json.dumps({name: results[name]}, ensure_ascii=False), flush=True)
+
+    char = [n for n in results if results[n]["tokenizer"] == "char"]  # members must take the same text
+    if len(char) > 1 and not args.no_ensemble:
+        results["ensemble"] = ensemble_row(char, exports, evals, results[char[0]]["command"])
+        print(json.dumps({"ensemble": results["ensemble"]}, ensure_ascii=False), flush=True)
 
     cfg = load_config("config/textcnn_config.json")
     baseline = tfidf_baseline(read_examples(cfg.train_data, log=lambda *a: None), read_examples(cfg.eval_data, log=lambda *a: None))
@@ -133,9 +166,9 @@ def main(argv=None):
         if os.path.exists("bench/results/demo.json"):  # a run of some models keeps the others' rows
             old = json.load(open("bench/results/demo.json", encoding="utf-8"))
             kept = {k: {"command": old["command"], "date": old.get("date"), "machine": old.get("machine"), **v}
-                    for k, v in old.get("models", {}).items() if k in MODELS}
+                    for k, v in old.get("models", {}).items() if k in (*MODELS, "ensemble")}
             out["models"] = {**kept, **results}
-            out["models"] = {k: out["models"][k] for k in MODELS if k in out["models"]}
+            out["models"] = {k: out["models"][k] for k in (*MODELS, "ensemble") if k in out["models"]}
         with open("bench/results/demo.json", "w", encoding="utf-8") as f:
             json.dump(out, f, ensure_ascii=False, indent=2)
         write_benchmarks_section(out)
@@ -152,6 +185,8 @@ def write_benchmarks_section(out: dict) -> None:
         on = f", {where['cores']} cores, {where['cpu']}" if where != out["machine"] else ""
         same = r.get("command", out["command"]) == out["command"] and r.get("date", out["date"]) == out["date"]
         later = "" if same else f" (`{r['command']}`, {r.get('date') or out['date']}{on})"
+        if "members" in r:
+            name = f"{name} ({r['config']})"
         rows.append(
             f"| {name}{later} | {r['tokenizer']} | {r['eval_accuracy_predictor']:.4f} | "
             f"{100 * (r['eval_accuracy_predictor'] - out['baseline_tfidf_char_1_3_linearsvc']['accuracy']):+.2f} pts | {r['eval_macro_f1_trainer']:.4f} | "
