@@ -4,8 +4,8 @@
 
 Each model trains from config/thucnews/<model>.json on train.txt, is tuned (best checkpoint) on
 dev.txt, and is evaluated once on test.txt through the exported model. When two or more models
-run, their in-graph ensemble (``python -m predictors.ensemble``: the mean of their probabilities in
-one SavedModel) is scored the same way. Each model runs in its own process, so its peak RSS is its own. Writes bench/results/thucnews.json and the "THUCNews" section
+run, their in-graph ensembles (``python -m predictors.ensemble``: the mean of their probabilities in
+one SavedModel) are scored the same way: one of all of them, one of those chosen on dev.txt. Each model runs in its own process, so its peak RSS is its own. Writes bench/results/thucnews.json and the "THUCNews" section
 of BENCHMARKS.md. ``--limit N`` reads only the first N lines of each file (the test suite's smoke run).
 """
 
@@ -79,12 +79,23 @@ def run_model(name: str, files: dict, overrides: list[str], out_root: str | None
     }
 
 
-def run_ensemble(members: dict, files: dict, out_root: str | None) -> dict:
-    """The in-graph ensemble of the members' exports (predictors.ensemble), scored like a model."""
-    from predictors.ensemble import export_ensemble
+ENSEMBLES = ("ensemble", "ensemble_selected")
 
-    export = export_ensemble(list(members.values()), os.path.join(out_root or "pb_model/thucnews", "ensemble"), log=lambda *a: None)
-    return {"tokenizer": "char", "members": list(members), **score_export(export, files)}
+
+def run_ensemble(name: str, members: dict, files: dict, out_root: str | None) -> dict:
+    """The in-graph ensemble (predictors.ensemble) of the members' exports, scored like a model:
+    ``ensemble`` averages all of them, ``ensemble_selected`` those chosen on dev.txt by greedy
+    forward selection."""
+    from data_helpers.reader import read_class_names, read_examples
+    from predictors.ensemble import export_ensemble, select_members
+
+    exports = list(members.values())
+    if name == "ensemble_selected":
+        dev = read_examples(files["dev"], id_to_name=read_class_names(files["class"]), log=lambda *a: None)
+        exports = select_members(exports, dev.texts, dev.labels)
+    export = export_ensemble(exports, os.path.join(out_root or "pb_model/thucnews", name), log=lambda *a: None)
+    chosen = [m for m, e in members.items() if e in exports]
+    return {"tokenizer": "char", "members": sorted(chosen, key=lambda m: exports.index(members[m])), **score_export(export, files)}
 
 
 def score_export(export: str, files: dict) -> dict:
@@ -174,8 +185,8 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="thucnews-")
     files = data_files(args.data, args.limit, workdir)
     if args.one:  # child process: one model, or the ensemble of --members
-        if args.one == "ensemble":
-            result = run_ensemble(json.loads(args.members), files, args.out)
+        if args.one in ENSEMBLES:
+            result = run_ensemble(args.one, json.loads(args.members), files, args.out)
         else:
             result = run_model(args.one, files, args.set, args.out)
         with open(args.one_result, "w", encoding="utf-8") as f:
@@ -185,12 +196,12 @@ def main(argv=None):
     results = {}
     names = args.models.split(",")
     if len(names) > 1 and not args.no_ensemble:
-        names.append("ensemble")
+        names += ENSEMBLES
     for name in names:
         t = time.time()
-        members = {m: results[m]["export"] for m in names if m in results} if name == "ensemble" else None
+        members = {m: results[m]["export"] for m in names if m in results and m not in ENSEMBLES} if name in ENSEMBLES else None
         if args.inline:
-            results[name] = run_ensemble(members, files, args.out) if members else run_model(name, files, args.set, args.out)
+            results[name] = run_ensemble(name, members, files, args.out) if members else run_model(name, files, args.set, args.out)
         else:
             res_file = os.path.join(workdir, f"{name}.json")
             cmd = [sys.executable, os.path.abspath(__file__), "--one", name, "--one-result", res_file, "--data", args.data]
@@ -257,8 +268,9 @@ def benchmarks_section(out: dict) -> str:
         where = r.get("machine") or out["machine"]
         on = f", {where['cores']} cores, {where['cpu']}" if where != out["machine"] else ""
         name = f"{name} (`{r['command']}`, {r.get('date') or out['date']}{on})" if other else name
-        if "members" in r:  # the ensemble: its members trained above
-            name = f"{name} (mean of {', '.join(r['members'])}; `python -m predictors.ensemble`)"
+        if "members" in r:  # an ensemble of the models trained above
+            how = "chosen on dev by greedy forward selection, `--select-on`" if name == "ensemble_selected" else "all"
+            name = f"{name} (mean of {', '.join(r['members'])}: {how}; `python -m predictors.ensemble`)"
         rows.append(
             f"| {name} | {r['tokenizer']} | {r['test_accuracy']:.4f} | {100 * (r['test_accuracy'] - char):+.2f} pts | "
             f"{r['test_macro_f1']:.4f} | {r.get('train_seconds', '-')} | {r.get('train_examples_per_second', '-')} | "

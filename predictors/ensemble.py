@@ -2,6 +2,11 @@
 their probabilities.
 
     python -m predictors.ensemble --out pb_model/ensemble pb_model/textcnn/1 pb_model/transformer/1 ...
+    python -m predictors.ensemble --out pb_model/ensemble --select-on dev.txt [--class-names class.txt] EXPORTS...
+
+With ``--select-on``, the members are chosen on a labelled file (a dev set, never the test set) by
+greedy forward selection (Caruana et al., 2004, without replacement): start from the most accurate
+export, then add the one that raises the mean's accuracy most, while it rises; at least two.
 
 The result is an ordinary export, in TensorFlow Serving's layout (``--out/<version>``): its
 ``serving_default`` takes ``text`` (string [None]) and gives ``label`` and ``probabilities``
@@ -27,7 +32,7 @@ import sys
 from data_helpers.io_utils import atomic_write_json, read_json
 from data_helpers.vocab import FORMAT
 
-__all__ = ["EnsembleError", "export_ensemble", "check_members"]
+__all__ = ["EnsembleError", "export_ensemble", "check_members", "greedy_selection", "select_members"]
 
 
 class EnsembleError(ValueError):
@@ -69,6 +74,55 @@ def check_members(export_dirs: list[str]) -> list[dict]:
         if m["tokenizer"]["mode"] == "word" and _user_dict(d) != _user_dict(head):
             raise EnsembleError(f"{d}: another jieba user dictionary than {head}'s: the members must take the same text")
     return metas
+
+
+def select_members(export_dirs: list[str], texts: list[str], labels: list[str], log=print) -> list[str]:
+    """Greedy forward selection on labelled texts: the exports whose mean is chosen, in the order
+    they were added (see the module doc). ``labels`` are class names, as the exports answer."""
+    import numpy as np
+
+    from predictors import Predictor
+
+    check_members(export_dirs)
+    if not texts or len(texts) != len(labels):
+        raise EnsembleError(f"selection needs labelled texts, got {len(texts)} texts and {len(labels)} labels")
+    classes = None
+    probs = {}
+    for d in export_dirs:
+        p = Predictor.from_saved_model(d)
+        classes = p.classes_
+        probs[d] = p.predict_proba_array(texts)
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise EnsembleError(f"labels {unknown[:3]} are not the exports' labels {classes[:5]}... (integer ids need --class-names)")
+    y = np.array([classes.index(label) for label in labels])
+    chosen = greedy_selection([probs[d] for d in export_dirs], y)
+    for k in range(1, len(chosen) + 1):
+        acc = float(np.mean(np.mean([probs[export_dirs[i]] for i in chosen[:k]], axis=0).argmax(axis=1) == y))
+        log(f"selection: {k} member(s), accuracy {acc:.4f} (+ {export_dirs[chosen[k - 1]]})")
+    return [export_dirs[i] for i in chosen]
+
+
+def greedy_selection(probs: list, y) -> list[int]:
+    """Indices of ``probs`` (each [n, n_classes]) chosen by greedy forward selection for the
+    accuracy of their mean against ``y`` [n]: the most accurate first, then whichever raises the
+    mean's accuracy most (the earliest on ties), while it rises; at least two when there are two."""
+    import numpy as np
+
+    y = np.asarray(y)
+    total = [np.asarray(p, np.float64) for p in probs]
+
+    def accuracy(members):
+        return float(np.mean(np.sum([total[i] for i in members], axis=0).argmax(axis=1) == y))
+
+    chosen, best = [], -1.0
+    while len(chosen) < len(total):
+        score, neg_i = max((accuracy(chosen + [i]), -i) for i in range(len(total)) if i not in chosen)
+        if score <= best and len(chosen) >= 2:
+            break
+        chosen.append(-neg_i)
+        best = max(best, score)
+    return chosen
 
 
 def export_ensemble(export_dirs: list[str], base_dir: str, keep: int = 3, log=print) -> str:
@@ -124,9 +178,18 @@ def main(argv=None) -> int:
     ap.add_argument("exports", nargs="+", help="export folders (pb_model_path/<version>), two or more")
     ap.add_argument("--out", required=True, help="base folder; the ensemble becomes its next version")
     ap.add_argument("--keep", type=int, default=3, help="versions kept in --out")
+    ap.add_argument("--select-on", help="choose the members on this labelled file (text<TAB>label lines; a dev set)")
+    ap.add_argument("--class-names", help="with --select-on: class names by label id, for files with integer labels")
     args = ap.parse_args(argv)
     try:
-        path = export_ensemble(args.exports, args.out, args.keep, log=lambda *a: None)
+        members = args.exports
+        if args.select_on:
+            from data_helpers.reader import read_class_names, read_examples
+
+            names = read_class_names(args.class_names) if args.class_names else None
+            data = read_examples(args.select_on, id_to_name=names, log=lambda *a: None)
+            members = select_members(args.exports, data.texts, data.labels, log=lambda m: print(m, file=sys.stderr))
+        path = export_ensemble(members, args.out, args.keep, log=lambda *a: None)
     except (EnsembleError, OSError, ValueError) as e:
         print(f"error: {e}".replace("\n", " "), file=sys.stderr)
         return 2

@@ -38,8 +38,8 @@ def test_thucnews_harness_smoke(thucnews_like, tmp_path):
     out = thucnews.main(["--data", str(thucnews_like), "--inline", "--out", str(tmp_path / "run"),
                          "--results", str(results), "--no-benchmarks-md", "--models", ",".join(two), *TINY])
     saved = json.loads(results.read_text(encoding="utf-8"))
-    assert list(saved["models"]) == [*two, "ensemble"]  # two or more models: their in-graph ensemble too
-    assert saved["models"]["ensemble"]["members"] == two
+    assert list(saved["models"]) == [*two, "ensemble", "ensemble_selected"]  # two or more models: their ensembles too
+    assert saved["models"]["ensemble"]["members"] == two and sorted(saved["models"]["ensemble_selected"]["members"]) == sorted(two)
     for r in saved["models"].values():
         assert 0 <= r["test_accuracy"] <= 1 and r["predictor_single"]["p50_ms"] > 0
         assert r["savedmodel_batch_sentences_per_second"] > 0 and r["peak_rss_mb"] > 0
@@ -47,13 +47,13 @@ def test_thucnews_harness_smoke(thucnews_like, tmp_path):
     section = thucnews.benchmarks_section(out)
     assert section.startswith("## THUCNews") and "| textcnn | char |" in section
     assert "| target | this run | met |" in section and "| best model >= 0.915 |" in section
-    assert "| ensemble (mean of textcnn, fasttext; `python -m predictors.ensemble`) | char |" in section
+    assert "| ensemble (mean of textcnn, fasttext: all; `python -m predictors.ensemble`) | char |" in section
 
     # Re-running one model keeps the others' rows, each naming the run that measured it.
     again = thucnews.main(["--data", str(thucnews_like), "--inline", "--out", str(tmp_path / "run"),
                            "--results", str(results), "--no-benchmarks-md", "--models", "fasttext", *TINY])
     merged = json.loads(results.read_text(encoding="utf-8"))["models"]
-    assert list(merged) == [*two, "ensemble"]
+    assert list(merged) == [*two, "ensemble", "ensemble_selected"]
     assert merged["textcnn"] == {**saved["models"]["textcnn"], "date": saved["date"], "machine": saved["machine"]}
     assert merged["fasttext"]["command"] == again["command"] != saved["command"]
     section = thucnews.benchmarks_section(again)

@@ -8,6 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import make_lines
 
@@ -77,3 +79,44 @@ def test_members_that_cannot_be_averaged_are_refused_in_one_line(members, tmp_pa
         err = capsys.readouterr().err
         assert err.startswith("error: ") and words in err and len(err.strip().splitlines()) == 1, (case, err)
     assert not out.exists() or not os.listdir(out)
+
+
+def _accuracy(probs, members, y):
+    return float(np.mean(np.sum([probs[i] for i in members], axis=0).argmax(axis=1) == y))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 5), st.integers(1, 30), st.integers(2, 4), st.integers(0, 2**31 - 1))
+def test_greedy_selection_starts_from_the_best_and_adds_only_what_helps(n_models, n, n_classes, seed):
+    from predictors.ensemble import greedy_selection
+
+    rng = np.random.default_rng(seed)
+    probs = [rng.dirichlet(np.ones(n_classes), size=n) for _ in range(n_models)]
+    y = rng.integers(0, n_classes, n)
+    chosen = greedy_selection(probs, y)
+    assert 2 <= len(chosen) == len(set(chosen)) and set(chosen) <= set(range(n_models))
+    singles = [_accuracy(probs, [i], y) for i in range(n_models)]
+    assert chosen[0] == int(np.argmax(singles))  # the most accurate, the earliest on ties
+    second = max(range(n_models), key=lambda i: (i != chosen[0], _accuracy(probs, [chosen[0], i], y), -i))
+    assert chosen[1] == second
+    for k in range(3, len(chosen) + 1):  # past two, each member raised the accuracy
+        assert _accuracy(probs, chosen[:k], y) > _accuracy(probs, chosen[: k - 1], y)
+    best = max(_accuracy(probs, chosen[:k], y) for k in range(1, len(chosen) + 1))
+    for i in set(range(n_models)) - set(chosen):  # and it stopped when nothing else would
+        assert _accuracy(probs, chosen + [i], y) <= best
+
+
+def test_select_on_a_labelled_file(members, corpus, tmp_path, capsys):
+    from predictors.ensemble import main
+
+    assert main([*members, "--out", str(tmp_path / "sel"), "--select-on", str(corpus / "eval.txt")]) == 0
+    meta = json.load(open(tmp_path / "sel" / "1" / "assets" / "vocab.json", encoding="utf-8"))
+    chosen = [m["export"] for m in meta["ensemble"]]
+    assert len(chosen) >= 2 and set(chosen) <= {os.path.abspath(m) for m in members}
+    assert "selection: 1 member(s), accuracy" in capsys.readouterr().err
+    ids = tmp_path / "ids.txt"  # integer labels without --class-names: one line naming the fix
+    ids.write_text("很好满意\t0\n很差失望\t1\n", encoding="utf-8")
+    assert main([*members, "--out", str(tmp_path / "sel"), "--select-on", str(ids)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--class-names" in err and len(err.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp_path / "sel")) == ["1"]
