@@ -47,6 +47,18 @@ def run_record(script: str, argv) -> dict:
     }
 
 
+def peak_rss_mb() -> int | None:
+    """This process's own peak RSS (VmHWM starts afresh at exec; ru_maxrss would carry the parent's
+    peak into every child process)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def save_results(path: str, out: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -157,7 +169,7 @@ def main(argv=None):
         "date": datetime.date.today().isoformat(),
         "machine": {"cores": os.cpu_count(), "cpu": cpu_model()},
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": peak_rss_mb(),
         "baseline_tfidf_char_1_3_linearsvc": baseline,
         "models": results,
     }

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench.demo import run_record, save_results, update_benchmarks  # noqa: E402
+from bench.demo import peak_rss_mb, run_record, save_results, update_benchmarks  # noqa: E402
 from bench.thucnews import data_files  # noqa: E402
 
 MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext")
@@ -72,18 +71,6 @@ def run_one(name: str, mode: str, files: dict, overrides: list[str], out_root: s
         "peak_rss_mb": peak_rss_mb(),
         "long_text_log": longer.strip(),
     }
-
-
-def peak_rss_mb() -> int | None:
-    """This process's own peak RSS (VmHWM starts afresh at exec; ru_maxrss would carry the parent's
-    peak, here the full-text baseline's, into every child)."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def baselines(files: dict) -> dict:

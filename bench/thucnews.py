@@ -5,8 +5,9 @@
 Each model trains from config/thucnews/<model>.json on train.txt, is tuned (best checkpoint) on
 dev.txt, and is evaluated once on test.txt through the exported model. When two or more models
 run, their in-graph ensembles (``python -m predictors.ensemble``: the mean of their probabilities in
-one SavedModel) are scored the same way: one of all of them, one of those chosen on dev.txt. Each model runs in its own process, so its peak RSS is its own. Writes bench/results/thucnews.json and the "THUCNews" section
-of BENCHMARKS.md. ``--limit N`` reads only the first N lines of each file (the test suite's smoke run).
+one SavedModel) are scored the same way: one of all of them, one of those chosen on dev.txt. Each
+model runs in its own process, so its peak RSS is its own. Writes bench/results/thucnews.json and
+the "THUCNews" section of BENCHMARKS.md. ``--limit N`` reads only the first N lines of each file (the test suite's smoke run).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench.demo import cpu_model, update_benchmarks  # noqa: E402
+from bench.demo import cpu_model, peak_rss_mb, update_benchmarks  # noqa: E402
 
 MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext")
 
@@ -94,8 +95,8 @@ def run_ensemble(name: str, members: dict, files: dict, out_root: str | None) ->
         dev = read_examples(files["dev"], id_to_name=read_class_names(files["class"]), log=lambda *a: None)
         exports = select_members(exports, dev.texts, dev.labels)
     export = export_ensemble(exports, os.path.join(out_root or "pb_model/thucnews", name), log=lambda *a: None)
-    chosen = [m for m, e in members.items() if e in exports]
-    return {"tokenizer": "char", "members": sorted(chosen, key=lambda m: exports.index(members[m])), **score_export(export, files)}
+    model_of = {e: m for m, e in members.items()}
+    return {"tokenizer": "char", "members": [model_of[e] for e in exports], **score_export(export, files)}
 
 
 def score_export(export: str, files: dict) -> dict:
@@ -104,7 +105,6 @@ def score_export(export: str, files: dict) -> dict:
     import tensorflow as tf
     from sklearn.metrics import accuracy_score, f1_score
 
-    from bench.fudan import peak_rss_mb
     from data_helpers.reader import read_class_names, read_examples
     from predictors import Predictor
 
@@ -263,13 +263,13 @@ def benchmarks_section(out: dict) -> str:
         "| model | tokenizer | test accuracy | vs char TF-IDF | test macro-F1 | train s | train ex/s | Predictor 1 sentence p50 / p99 ms | SavedModel batch sent/s | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in out["models"].items():
+    for key, r in out["models"].items():
         other = r.get("command", out["command"]) != out["command"] or r.get("date", out["date"]) != out["date"]
         where = r.get("machine") or out["machine"]
         on = f", {where['cores']} cores, {where['cpu']}" if where != out["machine"] else ""
-        name = f"{name} (`{r['command']}`, {r.get('date') or out['date']}{on})" if other else name
+        name = f"{key} (`{r['command']}`, {r.get('date') or out['date']}{on})" if other else key
         if "members" in r:  # an ensemble of the models trained above
-            how = "chosen on dev by greedy forward selection, `--select-on`" if name == "ensemble_selected" else "all"
+            how = "chosen on dev by greedy forward selection, `--select-on`" if key == "ensemble_selected" else "all"
             name = f"{name} (mean of {', '.join(r['members'])}: {how}; `python -m predictors.ensemble`)"
         rows.append(
             f"| {name} | {r['tokenizer']} | {r['test_accuracy']:.4f} | {100 * (r['test_accuracy'] - char):+.2f} pts | "

@@ -96,17 +96,17 @@ def select_members(export_dirs: list[str], texts: list[str], labels: list[str], 
     if unknown:
         raise EnsembleError(f"labels {unknown[:3]} are not the exports' labels {classes[:5]}... (integer ids need --class-names)")
     y = np.array([classes.index(label) for label in labels])
-    chosen = greedy_selection([probs[d] for d in export_dirs], y)
-    for k in range(1, len(chosen) + 1):
-        acc = float(np.mean(np.mean([probs[export_dirs[i]] for i in chosen[:k]], axis=0).argmax(axis=1) == y))
-        log(f"selection: {k} member(s), accuracy {acc:.4f} (+ {export_dirs[chosen[k - 1]]})")
+    chosen, accuracies = greedy_selection([probs[d] for d in export_dirs], y)
+    for k, (i, acc) in enumerate(zip(chosen, accuracies), 1):
+        log(f"selection: {k} member(s), accuracy {acc:.4f} (+ {export_dirs[i]})")
     return [export_dirs[i] for i in chosen]
 
 
-def greedy_selection(probs: list, y) -> list[int]:
+def greedy_selection(probs: list, y) -> tuple[list[int], list[float]]:
     """Indices of ``probs`` (each [n, n_classes]) chosen by greedy forward selection for the
     accuracy of their mean against ``y`` [n]: the most accurate first, then whichever raises the
-    mean's accuracy most (the earliest on ties), while it rises; at least two when there are two."""
+    mean's accuracy most (the earliest on ties), while it rises; at least two when there are two.
+    With them, the accuracy of the mean of the first 1, 2, ... chosen."""
     import numpy as np
 
     y = np.asarray(y)
@@ -115,14 +115,14 @@ def greedy_selection(probs: list, y) -> list[int]:
     def accuracy(members):
         return float(np.mean(np.sum([total[i] for i in members], axis=0).argmax(axis=1) == y))
 
-    chosen, best = [], -1.0
+    chosen, scores = [], []
     while len(chosen) < len(total):
         score, neg_i = max((accuracy(chosen + [i]), -i) for i in range(len(total)) if i not in chosen)
-        if score <= best and len(chosen) >= 2:
+        if len(chosen) >= 2 and score <= max(scores):
             break
         chosen.append(-neg_i)
-        best = max(best, score)
-    return chosen
+        scores.append(score)
+    return chosen, scores
 
 
 def export_ensemble(export_dirs: list[str], base_dir: str, keep: int = 3, log=print) -> str:

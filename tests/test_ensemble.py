@@ -93,7 +93,8 @@ def test_greedy_selection_starts_from_the_best_and_adds_only_what_helps(n_models
     rng = np.random.default_rng(seed)
     probs = [rng.dirichlet(np.ones(n_classes), size=n) for _ in range(n_models)]
     y = rng.integers(0, n_classes, n)
-    chosen = greedy_selection(probs, y)
+    chosen, scores = greedy_selection(probs, y)
+    assert scores == [_accuracy(probs, chosen[:k], y) for k in range(1, len(chosen) + 1)]
     assert 2 <= len(chosen) == len(set(chosen)) and set(chosen) <= set(range(n_models))
     singles = [_accuracy(probs, [i], y) for i in range(n_models)]
     assert chosen[0] == int(np.argmax(singles))  # the most accurate, the earliest on ties
