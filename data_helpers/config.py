@@ -79,6 +79,7 @@ SCHEMA: dict[str, Key] = {
     "filter_sizes": Key("int_list", [2, 3, 4], "TextCNN: convolution widths.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
     "hidden_sizes": Key("int_list", [128], "BiLSTM / BiLSTM-attention: units per direction of each stacked layer. fastText: widths of the ReLU layers after the mean.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
     "pooling": Key("str", "max", "BiLSTM: how its outputs become one vector: `max` (max over the text's positions) or `last` (the final states of both directions).", choices=("max", "last")),
+    "attention": Key("str", "per_label", "BiLSTM-attention: `per_label` (one attention per label, scored on the token embeddings, each label's logit read from its own weighted mean of the BiLSTM outputs: the weights show which tokens the model read for that label) or `shared` (Zhou et al. 2016: one attention scored on the BiLSTM outputs, which carry a keyword to every position, so the weights need not point at it).", choices=("per_label", "shared")),
     "filters": Key("int", 256, "Transformer: feed-forward width.", _pos, "must be >= 1"),
     "num_heads": Key("int", 4, "Transformer: attention heads; must divide embedding_size.", _pos, "must be >= 1"),
     "num_blocks": Key("int", 1, "Transformer: encoder blocks.", _pos, "must be >= 1"),

@@ -42,6 +42,13 @@ def output_activation(cfg, num_outputs: int) -> str:
     return "sigmoid" if num_outputs == 1 or getattr(cfg, "multi_label", False) else "softmax"
 
 
+def _output_layer_args(cfg, num_outputs: int) -> dict:
+    reg = keras.regularizers.L2(cfg.l2_reg_lambda) if cfg.l2_reg_lambda > 0 else None
+    chunks = getattr(cfg, "long_text", "truncate") == "chunks"  # the window model: its logits are pooled first
+    return dict(activation=None if chunks else output_activation(cfg, num_outputs), kernel_regularizer=reg,
+                bias_regularizer=reg, dtype="float32", name="logits" if chunks else "probabilities")
+
+
 def classifier_head(x, cfg, num_outputs: int):
     """Dropout, then a dense layer with :func:`output_activation` (long_text ``chunks``: the
     logits, which :func:`models.chunked` pools over a text's windows before the activation).
@@ -49,13 +56,13 @@ def classifier_head(x, cfg, num_outputs: int):
     The output layer's kernel and bias carry the L2 penalty ``l2_reg_lambda``.
     """
     x = keras.layers.Dropout(dropout_rate(cfg), name="head_dropout")(x)
-    reg = keras.regularizers.L2(cfg.l2_reg_lambda) if cfg.l2_reg_lambda > 0 else None
-    chunks = getattr(cfg, "long_text", "truncate") == "chunks"  # the window model: its logits are pooled first
-    return keras.layers.Dense(
-        num_outputs,
-        activation=None if chunks else output_activation(cfg, num_outputs),
-        kernel_regularizer=reg,
-        bias_regularizer=reg,
-        dtype="float32",
-        name="logits" if chunks else "probabilities",
+    return keras.layers.Dense(num_outputs, **_output_layer_args(cfg, num_outputs))(x)
+
+
+def label_wise_head(x, cfg, num_outputs: int):
+    """:func:`classifier_head` for one vector per label, ``x`` [batch, num_outputs, dim]: dropout,
+    then label ``c``'s output from ``x[:, c]`` alone (its own kernel row and bias)."""
+    x = keras.layers.Dropout(dropout_rate(cfg), name="head_dropout")(x)
+    return keras.layers.EinsumDense(
+        "bcd,cd->bc", output_shape=(num_outputs,), bias_axes="c", **_output_layer_args(cfg, num_outputs)
     )(x)

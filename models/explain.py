@@ -63,7 +63,10 @@ class Explainer(tf.Module):
         # which Keras's functional graph check cannot follow.
         if "attention" in names:
             self._pool = model.get_layer("attention")
-            self._hidden = keras.Model(ids, _first(self._pool.input), name="attention_inputs")
+            call = self._pool._inbound_nodes[0].arguments  # its values, and keys when it scores on others
+            keys = call.kwargs.get("keys")
+            self._keyed = keys is not None
+            self._hidden = keras.Model(ids, [call.args[0], call.args[0] if keys is None else keys], name="attention_inputs")
             self.kind = ADDITIVE
         elif "encoder_0" in names:
             self._blocks = []
@@ -89,12 +92,23 @@ class Explainer(tf.Module):
         maps = [b(x, padding_mask=real, training=False, return_attention_scores=True)[1] for b, x in zip(self._blocks, xs)]
         return tf.stack([tf.cast(m, tf.float32) for m in maps], axis=1)
 
-    def attention(self, ids) -> tf.Tensor:
-        """[batch, seq] weights over the real tokens, summing to 1 (0 on padding and for empty rows)."""
+    def attention(self, ids, target=None) -> tf.Tensor:
+        """[batch, seq] weights over the real tokens, summing to 1 (0 on padding and for empty rows).
+
+        A model with one attention per label (``bilstm_atten``'s ``per_label``) gives label
+        ``target`` [batch]'s (default: the likeliest label's); the others ignore ``target``."""
         real = tf.cast(tf.not_equal(ids, 0), tf.float32)
         if self.kind == ADDITIVE:
-            h = self._hidden(ids, training=False)
-            w = tf.cast(self._pool(h, mask=tf.not_equal(ids, 0), return_attention_scores=True)[1], tf.float32)
+            h, keys = self._hidden(ids, training=False)
+            extra = {"keys": keys} if self._keyed else {}
+            w = tf.cast(self._pool(h, mask=tf.not_equal(ids, 0), return_attention_scores=True, **extra)[1], tf.float32)
+            if w.shape.rank == 3:  # [batch, labels, seq]: the target label's
+                if w.shape[1] == 1:  # one sigmoid (binary): one attention for both answers
+                    w = w[:, 0]
+                else:
+                    if target is None:
+                        target = tf.argmax(self._probabilities(ids), axis=-1, output_type=tf.int32)
+                    w = tf.gather(w, tf.cast(target, tf.int32), axis=1, batch_dims=1)
         elif self.kind == ROLLOUT:
             maps = self.attention_maps(ids)  # [b, L, h, s, s]
             eye = tf.eye(tf.shape(ids)[1], batch_shape=[tf.shape(ids)[0]])

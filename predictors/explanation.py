@@ -93,7 +93,7 @@ def explain_functions(model, encoder, labels: list[str], binary: bool, check_tex
             target = tf.where(tf.equal(label, ""), tf.argmax(p, axis=-1, output_type=tf.int64), wanted)
             target = tf.cast(target, tf.int32)
             if has_attention:
-                attention = explainer.attention(ids)
+                attention = explainer.attention(ids, target)
             else:
                 attention = tf.zeros(tf.shape(ids), tf.float32)
 

@@ -40,11 +40,6 @@ def eval_texts(planted) -> list[tuple[str, str]]:
 
 
 METHODS = [(m, "integrated_gradients") for m in MODELS] + [("bilstm_atten", "attention"), ("transformer", "attention")]
-# BiLSTM-attention's own weights are not faithful here: its BiLSTM carries the keyword to every
-# position, and the tiny model (100% accurate) often attends elsewhere (the keyword came first
-# in 28 of 60 texts when measured). Integrated gradients on the same model find it (59 of 60).
-# The issue's 90% target is not met for that pair; its weights are still checked (sum 1, spans).
-NOT_FAITHFUL = {("bilstm_atten", "attention")}
 
 
 @pytest.mark.parametrize("model_name,method", METHODS, ids=[f"{m}-{k}" for m, k in METHODS])
@@ -67,8 +62,7 @@ def test_the_planted_keyword_scores_highest(explained, planted, model_name, meth
         best = tokens[int(np.argmax(scores))]["token"]
         hits += best in KEYWORDS
     print(f"{model_name}/{method}: keyword first in {hits}/{len(texts)}")
-    if (model_name, method) not in NOT_FAITHFUL:
-        assert hits >= 0.9 * len(texts), f"{model_name}/{method}: the keyword scored highest in {hits} of {len(texts)}"
+    assert hits >= 0.9 * len(texts), f"{model_name}/{method}: the keyword scored highest in {hits} of {len(texts)}"
     # The scores add up to f(text) - f(baseline), up to the 64-step midpoint rule's error.
     assert max(gaps, default=0) < IG_TOLERANCE, f"{model_name}: integrated gradients gap up to {max(gaps):.4f}"
 
@@ -167,3 +161,28 @@ def test_word_spans_map_back_to_the_raw_text():
     assert segmented == tok.segment([text])[0]
     for i, c in enumerate(segmented):
         assert where[i] == -1 and c == " " or text[where[i]] == c
+
+
+@pytest.mark.parametrize("attention,num_outputs", [("per_label", 3), ("per_label", 1), ("shared", 3)])
+def test_bilstm_atten_attention_for_each_label(attention, num_outputs):
+    """Per-label attention gives the asked-for label's weights (the likeliest label's by default);
+    a binary model's one attention and the shared one are the same whatever the label."""
+    from data_helpers.config import validate
+    from models import build_model
+    from models.explain import Explainer
+
+    cfg = validate({"train_data": "x", "eval_data": "y", "model_name": "bilstm_atten", "embedding_size": 8,
+                    "hidden_sizes": [4], "attention": attention})
+    model = build_model(cfg, vocab_size=30, num_outputs=num_outputs)
+    ex = Explainer(model, binary=num_outputs == 1)
+    ids = np.array([[5, 6, 7, 8, 0, 0], [9, 10, 0, 0, 0, 0]], np.int32)
+    per_label = [ex.attention(ids, np.array([c, c], np.int32)).numpy() for c in range(max(num_outputs, 2))]
+    for w in per_label:
+        np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(w[ids == 0], 0.0)
+    if attention == "per_label" and num_outputs > 1:
+        assert np.abs(per_label[0] - per_label[1]).max() > 1e-4
+        likeliest = model(ids).numpy().argmax(axis=1)
+        np.testing.assert_allclose(ex.attention(ids).numpy(), np.stack([per_label[c][i] for i, c in enumerate(likeliest)]))
+    else:
+        np.testing.assert_allclose(per_label[0], per_label[1])

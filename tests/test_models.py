@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -64,3 +65,26 @@ def test_l2_applies_to_the_output_layer():
     plain = build_model(cfg("textcnn"), 50, 3)
     reg = build_model(cfg("textcnn", l2_reg_lambda=0.1), 50, 3)
     assert not plain.losses and len(reg.losses) == 2
+
+
+def test_bilstm_atten_shared_attention_is_padding_invariant_too():
+    model = build_model(cfg("bilstm_atten", attention="shared"), vocab_size=50, num_outputs=3)
+    short = random_ids(np.random.default_rng(4), [1, 4, 9], 9)
+    np.testing.assert_allclose(model(short).numpy(), model(np.pad(short, ((0, 0), (0, 7)))).numpy(), atol=1e-5)
+    assert type(model.get_layer("attention")).__name__ == "AdditiveAttentionPooling"
+
+
+def test_bilstm_atten_per_label_reads_each_label_from_its_own_attention():
+    model = build_model(cfg("bilstm_atten", l2_reg_lambda=0.1), vocab_size=50, num_outputs=4)
+    assert model.get_layer("attention").num_labels == 4
+    assert len(model.losses) == 2  # the label-wise output layer's kernel and bias carry the L2
+    # A label's logit moves only with its own attention: flattening label 1's (a zero kernel
+    # column: equal weights) changes label 1's logit and no other.
+    ids = random_ids(np.random.default_rng(5), [3, 8], 8)
+    model.get_layer("probabilities").activation = keras.activations.linear
+    before = model(ids).numpy()
+    kernel = model.get_layer("attention").attention_kernel
+    kernel.assign(np.concatenate([kernel.numpy()[:, :1], np.zeros_like(kernel.numpy()[:, 1:2]), kernel.numpy()[:, 2:]], 1))
+    after = model(ids).numpy()
+    np.testing.assert_allclose(after[:, [0, 2, 3]], before[:, [0, 2, 3]], atol=1e-6)
+    assert np.abs(after[:, 1] - before[:, 1]).max() > 0

@@ -4,6 +4,35 @@ import keras
 from keras import ops
 
 
+def as_bool_mask(mask):
+    """A boolean `[batch, seq]` mask from a boolean or 0/1 one."""
+    mask = ops.convert_to_tensor(mask)
+    if keras.backend.standardize_dtype(mask.dtype) != "bool":
+        mask = ops.not_equal(mask, 0)
+    return mask
+
+
+def masked_softmax(scores, mask):
+    """Softmax over the last axis restricted to the positions where `mask`
+    (broadcastable to `scores`) is `True`; 0 elsewhere, and 0 everywhere on a
+    row with no real position. Every intermediate stays finite (also for
+    all-padded rows) so gradients cannot become NaN through `where`."""
+    mask = ops.broadcast_to(mask, ops.shape(scores))
+    max_score = ops.max(
+        ops.where(mask, scores, ops.cast(float("-inf"), scores.dtype)),
+        axis=-1,
+        keepdims=True,
+    )
+    has_tokens = ops.any(mask, axis=-1, keepdims=True)
+    max_score = ops.stop_gradient(
+        ops.where(has_tokens, max_score, ops.zeros_like(max_score))
+    )
+    shifted = ops.where(mask, scores - max_score, ops.zeros_like(scores))
+    weights = ops.where(mask, ops.exp(shifted), ops.zeros_like(scores))
+    total = ops.sum(weights, axis=-1, keepdims=True)
+    return weights / ops.where(total > 0, total, ops.ones_like(total))
+
+
 @keras.saving.register_keras_serializable(package="textcls")
 class AdditiveAttentionPooling(keras.layers.Layer):
     """Attention pooling over time (Zhou et al., 2016, Att-BLSTM).
@@ -71,27 +100,8 @@ class AdditiveAttentionPooling(keras.layers.Layer):
             alpha = ops.softmax(scores, axis=-1)
             values = inputs
         else:
-            mask = ops.convert_to_tensor(mask)
-            if keras.backend.standardize_dtype(mask.dtype) != "bool":
-                mask = ops.not_equal(mask, 0)
-            # Softmax restricted to the real positions. Every intermediate
-            # stays finite (also for all-padded rows) so gradients cannot
-            # become NaN through `where`.
-            max_score = ops.max(
-                ops.where(mask, scores, ops.cast(float("-inf"), scores.dtype)),
-                axis=-1,
-                keepdims=True,
-            )
-            has_tokens = ops.any(mask, axis=-1, keepdims=True)
-            max_score = ops.stop_gradient(
-                ops.where(has_tokens, max_score, ops.zeros_like(max_score))
-            )
-            shifted = ops.where(mask, scores - max_score, ops.zeros_like(scores))
-            weights = ops.where(mask, ops.exp(shifted), ops.zeros_like(scores))
-            total = ops.sum(weights, axis=-1, keepdims=True)
-            alpha = weights / ops.where(
-                total > 0, total, ops.ones_like(total)
-            )
+            mask = as_bool_mask(mask)
+            alpha = masked_softmax(scores, mask)
             values = ops.where(
                 ops.expand_dims(mask, -1), inputs, ops.zeros_like(inputs)
             )
