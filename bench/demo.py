@@ -47,6 +47,36 @@ def run_record(script: str, argv) -> dict:
     }
 
 
+def keep_earlier_rows(path: str, out: dict, field: str = "models", order=()) -> dict:
+    """``out[field]`` with the rows of an earlier results file ``path`` that this run did not
+    measure, each still naming the command, date and machine that measured it (a run of some
+    models keeps the others' rows). Rows of a run on other data (``data`` or ``limit`` differs) are dropped.
+    Rows come in ``order`` first, then by name."""
+    try:
+        old = json.load(open(path, encoding="utf-8"))
+    except (OSError, ValueError):
+        return out[field]
+    if any(k in old and k in out and old[k] != out[k] for k in ("data", "limit")):
+        return out[field]
+    kept = {
+        k: {"command": old["command"], "date": old.get("date"), "machine": old.get("machine"), **v}
+        for k, v in old.get(field, {}).items()
+        if k not in out[field]
+    }
+    merged = {**kept, **out[field]}
+    return {k: merged[k] for k in dict.fromkeys([*order, *sorted(merged)]) if k in merged}
+
+
+def measured_elsewhere(row: dict, out: dict) -> str:
+    """`` (`command`, date, machine)`` for a row another run measured (machine only where it
+    differs from this run's), else ``""``."""
+    if row.get("command", out["command"]) == out["command"] and row.get("date", out["date"]) == out["date"]:
+        return ""
+    where = row.get("machine") or out["machine"]
+    on = f", {where['cores']} cores, {where['cpu']}" if where != out["machine"] else ""
+    return f" (`{row['command']}`, {row.get('date') or out['date']}{on})"
+
+
 def peak_rss_mb() -> int | None:
     """This process's own peak RSS (VmHWM starts afresh at exec; ru_maxrss would carry the parent's
     peak into every child process)."""
@@ -175,12 +205,7 @@ def main(argv=None):
     }
     if not args.no_write:
         os.makedirs("bench/results", exist_ok=True)
-        if os.path.exists("bench/results/demo.json"):  # a run of some models keeps the others' rows
-            old = json.load(open("bench/results/demo.json", encoding="utf-8"))
-            kept = {k: {"command": old["command"], "date": old.get("date"), "machine": old.get("machine"), **v}
-                    for k, v in old.get("models", {}).items() if k in (*MODELS, "ensemble")}
-            out["models"] = {**kept, **results}
-            out["models"] = {k: out["models"][k] for k in (*MODELS, "ensemble") if k in out["models"]}
+        out["models"] = keep_earlier_rows("bench/results/demo.json", out, order=(*MODELS, "ensemble"))
         with open("bench/results/demo.json", "w", encoding="utf-8") as f:
             json.dump(out, f, ensure_ascii=False, indent=2)
         write_benchmarks_section(out)
@@ -193,10 +218,7 @@ def write_benchmarks_section(out: dict) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in out["models"].items():
-        where = r.get("machine") or out["machine"]
-        on = f", {where['cores']} cores, {where['cpu']}" if where != out["machine"] else ""
-        same = r.get("command", out["command"]) == out["command"] and r.get("date", out["date"]) == out["date"]
-        later = "" if same else f" (`{r['command']}`, {r.get('date') or out['date']}{on})"
+        later = measured_elsewhere(r, out)
         if "members" in r:
             name = f"{name} ({r['config']})"
         rows.append(
@@ -224,12 +246,13 @@ def write_benchmarks_section(out: dict) -> None:
 
 
 def update_benchmarks(title: str, section: str) -> None:
-    """Replace the section starting with `## <title>` in BENCHMARKS.md (or append it)."""
+    """Replace the section starting with `## <title>` in BENCHMARKS.md where it stands (or append it)."""
     path = os.path.join(REPO, "BENCHMARKS.md")
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n\n"
     parts = text.split("\n## ")
-    head, sections = parts[0], [s for s in parts[1:] if not s.startswith(title)]
-    sections.append(section[len("## ") :])
+    head, sections = parts[0], parts[1:]
+    at = next((i for i, s in enumerate(sections) if s.startswith(title)), len(sections))
+    sections = [*sections[:at], section[len("## ") :], *[s for s in sections[at:] if not s.startswith(title)]]
     with open(path, "w", encoding="utf-8") as f:
         f.write(head.rstrip() + "\n" + "".join("\n## " + s.rstrip() + "\n" for s in sections))
 

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench.demo import peak_rss_mb, run_record, save_results, update_benchmarks  # noqa: E402
+from bench.demo import keep_earlier_rows, measured_elsewhere, peak_rss_mb, run_record, save_results, update_benchmarks  # noqa: E402
 from bench.thucnews import data_files  # noqa: E402
 
 MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext")
@@ -131,6 +131,7 @@ def main(argv=None):
     out = {**run_record("fudan.py", argv), "data": {k: files[k] for k in ("train", "dev", "test")}, "limit": args.limit}
     out["baselines"] = baselines(files)
     runs = out["runs"] = {}
+    run_order = [f"{m}:{mode}" for m in MODELS for mode in MODES]
     for name in args.models.split(","):
         for mode in args.modes.split(","):
             t = time.time()
@@ -146,7 +147,9 @@ def main(argv=None):
             row["wall_seconds"] = round(time.time() - t, 1)
             runs[f"{name}:{mode}"] = row
             print(json.dumps(row, ensure_ascii=False), flush=True)
-            out["runs"] = runs  # written after every run: a run cut short keeps the rows it measured
+            # Written after every run: a run cut short keeps the rows it measured, and a run of some
+            # models or modes keeps an earlier run's other rows.
+            out["runs"] = keep_earlier_rows(args.results, {**out, "runs": runs}, field="runs", order=run_order)
             save_results(args.results, out)
             if not args.no_benchmarks_md:
                 update_benchmarks(TITLE, benchmarks_section(out))
@@ -164,7 +167,7 @@ def benchmarks_section(out: dict) -> str:
     for r in out["runs"].values():
         read = f"{r['tokens_read']}" + (f" ({r['max_chunks']} x {r['sequence_length']})" if r["max_chunks"] else "")
         rows.append(
-            f"| {r['model']} | {r['long_text']} | {read} | {r['test_accuracy']:.4f} | {100 * (r['test_accuracy'] - ref):+.2f} pts | "
+            f"| {r['model']}{measured_elsewhere(r, out)} | {r['long_text']} | {read} | {r['test_accuracy']:.4f} | {100 * (r['test_accuracy'] - ref):+.2f} pts | "
             f"{r['test_macro_f1']:.4f} | {r['dev_accuracy']:.4f} | {r['epochs']} | {r['train_seconds']} | {r['test_docs_per_second']} | "
             f"{r['peak_rss_mb'] if r.get('peak_rss_mb') else '-'} |"
         )
@@ -179,7 +182,10 @@ def benchmarks_section(out: dict) -> str:
         "Each model trains from `config/fudan/<model>.json` with the long_text of its row, keeps its best checkpoint on dev, "
         "and is scored once on test through its export (`Predictor.predict`). The baselines (character 1-3-gram TF-IDF, "
         "sublinear tf, LinearSVC C=0.5, as in the data's README) train and score in the same run; \"train s\" is the training "
-        f"loop's time, \"test docs/s\" the Predictor over all test documents. Best baseline: {best_base} ({ref:.4f}).",
+        f"loop's time, \"test docs/s\" the Predictor over all test documents. Best baseline: {best_base} ({ref:.4f}). "
+        "A row measured by another run names that run's command, date and, where it differs, machine; the gap is to "
+        "this run's baselines (deterministic: the same in every run). Peak RSS \"-\": that run did not measure the "
+        "training process's own.",
         "",
         *rows,
         "",

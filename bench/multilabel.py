@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench.demo import run_record, save_results, update_benchmarks  # noqa: E402
+from bench.demo import keep_earlier_rows, measured_elsewhere, run_record, save_results, update_benchmarks  # noqa: E402
 from bench.thucnews import percentiles  # noqa: E402
 
 MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext")
@@ -120,6 +120,7 @@ def main(argv=None):
         results[name]["wall_seconds"] = round(time.time() - t, 1)
         print(json.dumps({name: results[name]}, ensure_ascii=False), flush=True)
     out = {**run_record("multilabel.py", argv), "baseline": base, "models": results}
+    out["models"] = keep_earlier_rows(args.results, out, order=MODELS)
     save_results(args.results, out)
     if not args.no_benchmarks_md:
         update_benchmarks("Multi-label", section(out))
@@ -134,7 +135,7 @@ def section(out: dict) -> str:
     ]
     for name, r in out["models"].items():
         rows.append(
-            f"| {name} | {r['micro_f1']:.4f} | {100 * (r['micro_f1'] - b['micro_f1']):+.2f} pts | {r['macro_f1']:.4f} | "
+            f"| {name}{measured_elsewhere(r, out)} | {r['micro_f1']:.4f} | {100 * (r['micro_f1'] - b['micro_f1']):+.2f} pts | {r['macro_f1']:.4f} | "
             f"{r['subset_accuracy']:.4f} | {r['labels_per_text_predicted']} | {r['dev_micro_f1']:.4f} | {r['train_seconds']} | "
             f"{r['predictor_single']['p50_ms']} / {r['predictor_single']['p99_ms']} |"
         )
@@ -161,7 +162,8 @@ def section(out: dict) -> str:
         "`config/car_topics/<model>.json` (sigmoid per label, binary cross-entropy, one threshold per label tuned "
         "on dev, `at_least_one`), is selected by dev micro-F1, and is scored once on test through `Predictor.predict` "
         "(the thresholds in the export decide). The baseline trains on train in the same run and is scored on test. "
-        "Latency: 500 test texts one at a time after warm-up.",
+        "Latency: 500 test texts one at a time after warm-up. A row measured by another run names that run's command, "
+        "date and, where it differs, machine; the gap is to this run's baseline (deterministic: the same in every run).",
         "",
         *rows,
         "",

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench.demo import cpu_model, peak_rss_mb, update_benchmarks  # noqa: E402
+from bench.demo import cpu_model, keep_earlier_rows, measured_elsewhere, peak_rss_mb, update_benchmarks  # noqa: E402
 
 MODELS = ("textcnn", "bilstm", "bilstm_atten", "transformer", "fasttext")
 
@@ -228,33 +228,13 @@ def main(argv=None):
     }
     for r in results.values():
         r["command"] = out["command"]
-    out["models"] = merge_previous(args.results, out)
+    out["models"] = keep_earlier_rows(args.results, out, order=MODELS)
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     with open(args.results, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=2)
     if not args.no_benchmarks_md:
         update_benchmarks("THUCNews", benchmarks_section(out))
     return out
-
-
-def merge_previous(path: str, out: dict) -> dict:
-    """A run of some models keeps the other models' rows of an earlier run on the same data,
-    each still naming the command (and date) that measured it."""
-    if not os.path.exists(path):
-        return out["models"]
-    try:
-        old = json.load(open(path, encoding="utf-8"))
-    except (OSError, ValueError):
-        return out["models"]
-    if old.get("data") != out["data"]:
-        return out["models"]
-    kept = {
-        k: {"command": old["command"], "date": old.get("date"), "machine": old.get("machine"), **v}
-        for k, v in old.get("models", {}).items()
-        if k not in out["models"]
-    }
-    merged = {**kept, **out["models"]}
-    return {k: merged[k] for k in (*MODELS, *sorted(merged)) if k in merged}
 
 
 def benchmarks_section(out: dict) -> str:
@@ -264,10 +244,7 @@ def benchmarks_section(out: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in out["models"].items():
-        other = r.get("command", out["command"]) != out["command"] or r.get("date", out["date"]) != out["date"]
-        where = r.get("machine") or out["machine"]
-        on = f", {where['cores']} cores, {where['cpu']}" if where != out["machine"] else ""
-        name = f"{key} (`{r['command']}`, {r.get('date') or out['date']}{on})" if other else key
+        name = key + measured_elsewhere(r, out)
         if "members" in r:  # an ensemble of the models trained above
             how = "chosen on dev by greedy forward selection, `--select-on`" if key == "ensemble_selected" else "all"
             name = f"{name} (mean of {', '.join(r['members'])}: {how}; `python -m predictors.ensemble`)"

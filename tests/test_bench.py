@@ -60,6 +60,29 @@ def test_thucnews_harness_smoke(thucnews_like, tmp_path):
     assert f"| textcnn (`{saved['command']}`, {saved['date']}) | char |" in section and "| fasttext | char |" in section
 
 
+def test_a_partial_run_keeps_the_earlier_runs_other_rows(tmp_path):
+    """keep_earlier_rows (every harness): rows this run did not measure are kept, naming their run;
+    a run on other data or another --limit keeps nothing of it."""
+    sys.path.insert(0, REPO)
+    from bench.demo import keep_earlier_rows, measured_elsewhere
+
+    machine = {"cores": 2, "cpu": "A"}
+    earlier = {"command": "python bench/x.py", "date": "2026-01-01", "machine": {"cores": 2, "cpu": "B"},
+               "data": "d", "limit": None, "runs": {"b:chunks": {"acc": 0.5}, "a:truncate": {"acc": 0.6}}}
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(earlier), encoding="utf-8")
+    now = {"command": "python bench/x.py --models a", "date": "2026-02-02", "machine": machine, "data": "d", "limit": None,
+           "runs": {"a:truncate": {"acc": 0.7}}}
+    rows = keep_earlier_rows(str(path), now, field="runs", order=["a:truncate", "b:chunks"])
+    assert list(rows) == ["a:truncate", "b:chunks"] and rows["a:truncate"] == {"acc": 0.7}
+    assert rows["b:chunks"] == {"command": "python bench/x.py", "date": "2026-01-01", "machine": earlier["machine"], "acc": 0.5}
+    assert measured_elsewhere(rows["b:chunks"], now) == " (`python bench/x.py`, 2026-01-01, 2 cores, B)"
+    assert measured_elsewhere(rows["a:truncate"], now) == ""
+    for other in ({"data": "elsewhere"}, {"limit": 100}):
+        assert keep_earlier_rows(str(path), {**now, **other}, field="runs") == now["runs"]
+    assert keep_earlier_rows(str(tmp_path / "none.json"), now, field="runs") == now["runs"]
+
+
 @pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data/thucnews is absent")
 def test_thucnews_configs_read_the_shared_data():
     from data_helpers.config import load_config
