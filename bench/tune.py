@@ -18,6 +18,7 @@ import json
 import os
 import random
 import sys
+import shutil
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -63,7 +64,15 @@ def main(argv=None):
     ap.add_argument("--log", default=LOG)
     ap.add_argument("--markdown", default=TUNING_MD)
     args = ap.parse_args(argv)
+    workdir = tempfile.mkdtemp(prefix="tune-")
+    try:
+        return tune(args, workdir, argv)
+    finally:  # checkpoints of large n-gram tables take gigabytes
+        shutil.rmtree(workdir, ignore_errors=True)
 
+
+def tune(args, workdir: str, argv) -> dict:
+    """Train on the split, score on dev, log the row."""
     from sklearn.metrics import accuracy_score, f1_score
 
     from data_helpers.config import load_config
@@ -71,7 +80,6 @@ def main(argv=None):
     from predictors import Predictor
     from trainers.trainer import Trainer
 
-    workdir = tempfile.mkdtemp(prefix="tune-")
     cfg = load_config(args.config, args.set)
     if args.dev:
         train_path, dev_path, split = cfg.train_data, args.dev, f"train_data, scored on {args.dev}"
