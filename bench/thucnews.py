@@ -18,8 +18,8 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import shutil
+import sys
 import tempfile
 import time
 

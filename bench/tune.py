@@ -17,8 +17,8 @@ import argparse
 import json
 import os
 import random
-import sys
 import shutil
+import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

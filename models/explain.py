@@ -65,8 +65,8 @@ class Explainer(tf.Module):
             self._pool = model.get_layer("attention")
             call = self._pool._inbound_nodes[0].arguments  # its values, and keys when it scores on others
             keys = call.kwargs.get("keys")
-            self._keyed = keys is not None
-            self._hidden = keras.Model(ids, [call.args[0], call.args[0] if keys is None else keys], name="attention_inputs")
+            inputs = {"inputs": call.args[0]} if keys is None else {"inputs": call.args[0], "keys": keys}
+            self._hidden = keras.Model(ids, inputs, name="attention_inputs")
             self.kind = ADDITIVE
         elif "encoder_0" in names:
             self._blocks = []
@@ -99,9 +99,8 @@ class Explainer(tf.Module):
         ``target`` [batch]'s (default: the likeliest label's); the others ignore ``target``."""
         real = tf.cast(tf.not_equal(ids, 0), tf.float32)
         if self.kind == ADDITIVE:
-            h, keys = self._hidden(ids, training=False)
-            extra = {"keys": keys} if self._keyed else {}
-            w = tf.cast(self._pool(h, mask=tf.not_equal(ids, 0), return_attention_scores=True, **extra)[1], tf.float32)
+            inputs = self._hidden(ids, training=False)
+            w = tf.cast(self._pool(**inputs, mask=tf.not_equal(ids, 0), return_attention_scores=True)[1], tf.float32)
             if w.shape.rank == 3:  # [batch, labels, seq]: the target label's
                 if w.shape[1] == 1:  # one sigmoid (binary): one attention for both answers
                     w = w[:, 0]
