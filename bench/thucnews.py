@@ -17,8 +17,8 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
