@@ -96,6 +96,7 @@ SCHEMA: dict[str, Key] = {
     "lr_schedule": Key("str", "constant", "Learning-rate schedule: `constant`, or `cosine` decay to 0 over all training steps (after warmup_steps of linear warmup).", choices=("constant", "cosine")),
     "warmup_steps": Key("int", 0, "Linear warmup steps for lr_schedule `cosine`.", _nonneg, "must be >= 0"),
     "ema_momentum": Key("float", None, "Keep an exponential moving average of the weights (Keras's optimizer `use_ema`), evaluate and export it instead of the last weights: average = ema_momentum x average + (1 - ema_momentum) x weights after every step (0.99: about the last 100 steps). null: off.", lambda v: 0 < v < 1, "must be in (0, 1)", nullable=True),
+    "ema_every": Key("int", 1, "With ema_momentum: update the average every this many steps only, with momentum ema_momentum ** ema_every (the same window of steps, sampled). Keras updates every weight's average at every step; with a large ngram_buckets table that costs more than the training step, and 10-20 makes it cheap.", _pos, "must be >= 1"),
     "max_grad_norm": Key("float", 5.0, "Clip gradients to this global norm; null: no clipping.", _pos, "must be > 0", nullable=True),
     "label_smoothing": Key("float", 0.0, "Label smoothing of the training loss.", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "eval_every": Key("int", 100, "Evaluate on eval_data every this many steps (and at each epoch end).", _pos, "must be >= 1"),

@@ -8,28 +8,43 @@ from data_helpers.config import load_config
 from tests.conftest import quiet, tiny_config
 
 
-def test_the_average_is_swapped_in_and_the_weights_come_back_exactly(tmp_path):
+def tiny_model_and_optimizer(seed, momentum, every=1):
+    """An embedding (sparse gradients: the lazy path) and a dense layer, with an averaging LazyAdamW."""
     import keras
 
     from trainers.optimizers import LazyAdamW, pre_reduced
-    from trainers.weight_average import averaged_weights, optimizer_options
+    from trainers.weight_average import optimizer_options
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     ids = keras.Input((3,), dtype="int32")
     out = keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Embedding(10, 4)(ids)))
     model = keras.Model(ids, out)
-    momentum = 0.6
     optimizer = pre_reduced(LazyAdamW)(learning_rate=0.1, **optimizer_options(momentum))
+    optimizer.ema_every = every
     optimizer.build(model.trainable_variables)
-    rng = np.random.default_rng(0)
-    expected = None
-    for step in range(5):
+    return model, optimizer
+
+
+def train_steps(model, optimizer, seed, steps, apply=None):
+    """Yields (step, weights after it) for ``steps`` steps on random ids."""
+    apply = apply or (lambda g: optimizer.apply_gradients(zip(g, model.trainable_variables)))
+    rng = np.random.default_rng(seed)
+    for step in range(steps):
         x = tf.constant(rng.integers(0, 10, (4, 3)), tf.int32)
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(tf.square(model(x)))
-        grads = tape.gradient(loss, model.trainable_variables)  # the embedding's is sparse: the lazy path
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        now = [v.numpy().copy() for v in model.trainable_variables]
+        apply(tape.gradient(loss, model.trainable_variables))
+        yield step, [v.numpy().copy() for v in model.trainable_variables]
+
+
+def test_the_average_is_swapped_in_and_the_weights_come_back_exactly(tmp_path):
+    from trainers.optimizers import LazyAdamW, pre_reduced
+    from trainers.weight_average import averaged_weights, optimizer_options
+
+    momentum = 0.6
+    model, optimizer = tiny_model_and_optimizer(0, momentum)
+    expected = None
+    for _, now in train_steps(model, optimizer, 0, 5):
         expected = now if expected is None else [momentum * a + (1 - momentum) * w for a, w in zip(expected, now)]
 
     trained = [v.numpy().copy() for v in model.trainable_variables]
@@ -56,11 +71,32 @@ def test_the_average_is_swapped_in_and_the_weights_come_back_exactly(tmp_path):
         pass
 
 
+@pytest.mark.parametrize("every", [2, 3])
+def test_the_average_every_k_steps_samples_the_weights_with_momentum_to_the_k(every):
+    """ema_every: steps 0, k, 2k, ... update the average with ema_momentum ** k; the others leave it
+    (in a tf.function, as the training step runs it)."""
+    from trainers.weight_average import averaged_weights
+
+    momentum = 0.8
+    model, optimizer = tiny_model_and_optimizer(1, momentum, every)
+    traced = tf.function(lambda g: optimizer.apply_gradients(zip(g, model.trainable_variables)))
+    expected = None
+    for step, now in train_steps(model, optimizer, 1, 7, apply=traced):
+        if step % every == 0:
+            m = momentum ** every
+            expected = now if expected is None else [m * a + (1 - m) * w for a, w in zip(expected, now)]
+    with averaged_weights(optimizer):
+        for v, a in zip(model.trainable_variables, expected):
+            np.testing.assert_allclose(v.numpy(), a, rtol=1e-5, atol=1e-6)
+
+
 def test_bad_ema_momentum_is_refused():
     from data_helpers.config import ConfigError, validate
 
     with pytest.raises(ConfigError, match="key 'ema_momentum'.*must be in \\(0, 1\\)"):
         validate({"model_name": "textcnn", "train_data": "t", "eval_data": "e", "ema_momentum": 1.0})
+    with pytest.raises(ConfigError, match="key 'ema_every'.*must be >= 1"):
+        validate({"model_name": "textcnn", "train_data": "t", "eval_data": "e", "ema_momentum": 0.9, "ema_every": 0})
 
 
 def test_the_export_carries_the_average(planted, tmp_path):
@@ -84,3 +120,6 @@ def test_the_export_carries_the_average(planted, tmp_path):
     averaged, logs = run("ema", ema_momentum=0.999)
     assert any("moving average (ema_momentum 0.999)" in line for line in logs)
     assert learned > 0.9 and averaged < learned - 0.3, (learned, averaged)
+    sampled, logs = run("ema_every", ema_momentum=0.999, ema_every=4)  # the same window, sampled
+    assert any("moving average (ema_momentum 0.999, every 4 steps)" in line for line in logs)
+    assert sampled < learned - 0.3, (learned, sampled)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from trainers.weight_average import PeriodicAverage
+
 
 def _dedupe(grad):
     """IndexedSlices with each row once (repeated ids summed), so norms and moments are exact."""
@@ -123,7 +125,8 @@ _PRE_REDUCED: dict = {}
 
 
 def pre_reduced(cls: type) -> type:
-    """``cls`` (a Keras optimizer class) taking gradients that are already summed over replicas."""
+    """``cls`` (a Keras optimizer class) taking gradients that are already summed over replicas,
+    whose weight average (``use_ema``) may be updated every ``ema_every``-th step only."""
     if cls not in _PRE_REDUCED:
-        _PRE_REDUCED[cls] = type(cls.__name__, (_PreReducedGradients, cls), {"__module__": __name__})
+        _PRE_REDUCED[cls] = type(cls.__name__, (_PreReducedGradients, PeriodicAverage, cls), {"__module__": __name__})
     return _PRE_REDUCED[cls]

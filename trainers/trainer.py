@@ -130,6 +130,7 @@ class Trainer:
         cls = OPTIMIZERS[cfg.optimization]
         extra = {"weight_decay": cfg.weight_decay} if issubclass(cls, keras.optimizers.AdamW) else {}
         optimizer = pre_reduced(cls)(learning_rate=self._learning_rate(total_steps), **extra, **optimizer_options(cfg.ema_momentum))
+        optimizer.ema_every = cfg.ema_every
         optimizer.build(model.trainable_variables)
         return model, optimizer
 
@@ -261,7 +262,8 @@ class Trainer:
         train_writer = tf.summary.create_file_writer(os.path.join(logs, "train")) if info.is_chief else tf.summary.create_noop_writer()
         log(f"training {cfg.model_name}: {model.count_params():,} parameters, {cfg.epochs} epochs x {steps} steps"
             + (f", stopping at step {total}" if total < steps * cfg.epochs else "")
-            + (f"; evaluating and exporting the weights' moving average (ema_momentum {cfg.ema_momentum})" if cfg.ema_momentum else ""))
+            + (f"; evaluating and exporting the weights' moving average (ema_momentum {cfg.ema_momentum}"
+               + (f", every {cfg.ema_every} steps" if cfg.ema_every > 1 else "") + ")" if cfg.ema_momentum else ""))
 
         t1 = time.time()
         step, last_eval = start, -1
