@@ -78,7 +78,7 @@ SCHEMA: dict[str, Key] = {
     "num_filters": Key("int", 128, "TextCNN: filters per width.", _pos, "must be >= 1"),
     "filter_sizes": Key("int_list", [2, 3, 4], "TextCNN: convolution widths.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
     "hidden_sizes": Key("int_list", [128], "BiLSTM / BiLSTM-attention: units per direction of each stacked layer. fastText: widths of the ReLU layers after the mean.", lambda v: len(v) > 0 and all(x > 0 for x in v), "must be a non-empty list of positive integers"),
-    "pooling": Key("str", "max", "BiLSTM: how its outputs become one vector: `max` (max over the text's positions) or `last` (the final states of both directions).", choices=("max", "last")),
+    "pooling": Key("str", None, "BiLSTM and fastText: how the vectors of a text's positions become one. `max` (over the positions), `mean`, `max_mean` (both, concatenated: SWEM-concat, Shen et al. 2018) or, BiLSTM only, `last` (the final states of both directions). null: the model's own, `max` for the BiLSTM and `mean` for fastText.", nullable=True, choices=("max", "mean", "max_mean", "last")),
     "attention": Key("str", "per_label", "BiLSTM-attention: `per_label` (one attention per label, scored on the token embeddings, each label's logit read from its own weighted mean of the BiLSTM outputs: the weights show which tokens the model read for that label) or `shared` (Zhou et al. 2016: one attention scored on the BiLSTM outputs, which carry a keyword to every position, so the weights need not point at it).", choices=("per_label", "shared")),
     "filters": Key("int", 256, "Transformer: feed-forward width.", _pos, "must be >= 1"),
     "num_heads": Key("int", 4, "Transformer: attention heads; must divide embedding_size.", _pos, "must be >= 1"),
@@ -210,6 +210,8 @@ def validate(raw: dict, source: str = "<dict>") -> Config:
         raise ConfigError(
             f"{source}: key 'num_heads' ({values['num_heads']}) must divide embedding_size ({values['embedding_size']})"
         )
+    if values["model_name"] == "fasttext" and values["pooling"] == "last":
+        raise ConfigError(f"{source}: key 'pooling' last is for the BiLSTM (fastText has no final state): use mean, max or max_mean")
     if values["select_by"] == "micro_f1" and not values["multi_label"]:
         raise ConfigError(f"{source}: key 'select_by' micro_f1 is for multi_label runs (single-label micro-F1 equals accuracy: use accuracy)")
     if values["select_by"] == "accuracy" and values["multi_label"]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from models.common import classifier_head, dropout_rate, embed, ids_input, padding_mask
-from models.layers import FusedBidirectionalLSTM, MaskedGlobalMaxPooling1D
+from models.common import classifier_head, dropout_rate, embed, ids_input, padding_mask, pool_positions
+from models.layers import FusedBidirectionalLSTM
 
 
 def bilstm_stack(x, mask, cfg, last_returns_sequences: bool):
@@ -25,15 +25,16 @@ def bilstm_stack(x, mask, cfg, last_returns_sequences: bool):
 def build(cfg, vocab_size: int, num_outputs: int) -> keras.Model:
     """BiLSTM from a config (keys embedding_size, hidden_sizes, pooling, keep_prob, l2_reg_lambda).
 
-    pooling ``max`` takes the maximum of the top layer's outputs over the text's positions
-    (BiLSTM-max); ``last`` takes the final states of both directions, which forget the start
-    of long texts.
+    pooling ``max`` (the default) takes the maximum of the top layer's outputs over the text's
+    positions (BiLSTM-max), ``mean`` their mean, ``max_mean`` both concatenated; ``last`` takes
+    the final states of both directions, which forget the start of long texts.
     """
     ids = ids_input()
     mask = padding_mask(ids)
-    if cfg.pooling == "max":
+    pooling = cfg.pooling or "max"
+    if pooling != "last":
         h = bilstm_stack(embed(ids, cfg, vocab_size), mask, cfg, last_returns_sequences=True)
-        x = MaskedGlobalMaxPooling1D(name="max_pool")(h, mask=mask)
+        x = pool_positions(h, mask, pooling)
     else:
         x = bilstm_stack(embed(ids, cfg, vocab_size), mask, cfg, last_returns_sequences=False)
     return keras.Model(ids, classifier_head(x, cfg, num_outputs), name="bilstm")

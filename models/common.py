@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.layers import HashedNgramEmbedding
+from models.layers import HashedNgramEmbedding, MaskedGlobalAveragePooling1D, MaskedGlobalMaxPooling1D
 
 
 def ids_input() -> keras.KerasTensor:
@@ -66,3 +66,18 @@ def label_wise_head(x, cfg, num_outputs: int):
     return keras.layers.EinsumDense(
         "bcd,cd->bc", output_shape=(num_outputs,), bias_axes="c", **_output_layer_args(cfg, num_outputs)
     )(x)
+
+
+def pool_positions(x, mask, how: str):
+    """``[batch, seq, dim]`` -> ``[batch, dim]`` (``max`` or ``mean`` over the real positions) or
+    ``[batch, 2 x dim]`` (``max_mean``: both, concatenated)."""
+    if how == "max":
+        return MaskedGlobalMaxPooling1D(name="max_pool")(x, mask=mask)
+    if how == "mean":
+        return MaskedGlobalAveragePooling1D(name="mean_pool")(x, mask=mask)
+    if how == "max_mean":
+        return keras.layers.Concatenate(name="max_mean_pool")([
+            MaskedGlobalMaxPooling1D(name="max_pool")(x, mask=mask),
+            MaskedGlobalAveragePooling1D(name="mean_pool")(x, mask=mask),
+        ])
+    raise ValueError(f"pooling {how!r}: expected max, mean or max_mean")

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import keras
 
-from models.common import classifier_head, dropout_rate, embed, ids_input, padding_mask
-from models.layers import MaskedGlobalAveragePooling1D
+from models.common import classifier_head, dropout_rate, embed, ids_input, padding_mask, pool_positions
 
 
 def build(cfg, vocab_size: int, num_outputs: int) -> keras.Model:
-    """fastText from a config (keys embedding_size, ngram_buckets, ngram_max, hidden_sizes, keep_prob)."""
+    """fastText from a config (keys embedding_size, ngram_buckets, ngram_max, hidden_sizes, keep_prob,
+    pooling: ``mean`` by default, as fastText; ``max_mean`` adds the max, as SWEM-concat)."""
     ids = ids_input()
     mask = padding_mask(ids)
-    x = MaskedGlobalAveragePooling1D(name="mean_pool")(embed(ids, cfg, vocab_size), mask=mask)
+    x = pool_positions(embed(ids, cfg, vocab_size), mask, cfg.pooling or "mean")
     for i, units in enumerate(cfg.hidden_sizes):
         x = keras.layers.Dropout(dropout_rate(cfg), name=f"dropout_{i}")(x)
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)

@@ -61,6 +61,34 @@ def test_bilstm_pooling_last_is_padding_invariant_too():
     assert "max_pool" not in [l.name for l in model.layers]
 
 
+@pytest.mark.parametrize("name,pooling,default", [("bilstm", "mean", "max"), ("bilstm", "max_mean", "max"),
+                                                  ("fasttext", "max", "mean"), ("fasttext", "max_mean", "mean")])
+def test_pooling_choices_are_padding_invariant_and_pool_what_they_say(name, pooling, default):
+    """pooling: the model's own by default; max_mean concatenates the max and the mean of the same vectors."""
+    model = build_model(cfg(name, pooling=pooling, hidden_sizes=[6]), vocab_size=50, num_outputs=3)
+    short = random_ids(np.random.default_rng(5), [1, 4, 9], 9)
+    np.testing.assert_allclose(model(short).numpy(), model(np.pad(short, ((0, 0), (0, 7)))).numpy(), atol=1e-5)
+    names = [l.name for l in model.layers]
+    assert ("max_pool" in names) == (pooling in ("max", "max_mean")) and ("mean_pool" in names) == (pooling in ("mean", "max_mean"))
+    if pooling == "max_mean":
+        both = model.get_layer("max_mean_pool").output
+        width = model.get_layer("max_pool").output.shape[-1]
+        assert both.shape[-1] == 2 * width
+        parts = keras.Model(model.input, [model.get_layer("max_pool").output, model.get_layer("mean_pool").output, both])
+        mx, mean, cat = (t.numpy() for t in parts(short))
+        np.testing.assert_allclose(cat, np.concatenate([mx, mean], axis=1))
+        assert not np.allclose(mx, mean)
+    plain = [l.name for l in build_model(cfg(name, hidden_sizes=[6]), vocab_size=50, num_outputs=3).layers]
+    assert f"{default}_pool" in plain and "max_mean_pool" not in plain
+
+
+def test_pooling_last_is_refused_for_fasttext():
+    from data_helpers.config import ConfigError
+
+    with pytest.raises(ConfigError, match="key 'pooling' last is for the BiLSTM"):
+        cfg("fasttext", pooling="last")
+
+
 def test_l2_applies_to_the_output_layer():
     plain = build_model(cfg("textcnn"), 50, 3)
     reg = build_model(cfg("textcnn", l2_reg_lambda=0.1), 50, 3)
