@@ -18,7 +18,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from data_helpers.pipeline import share_bounds
-from trainers.losses import predictions
+from trainers.losses import consistency_kl, predictions
 from trainers.optimizers import _dedupe
 
 
@@ -37,11 +37,14 @@ class TrainStep:
             the share of labels right at 0.5, as Keras's BinaryAccuracy counts it).
         global_batch_size: examples per step over all replicas (the config's ``batch_size``).
         max_grad_norm: clip gradients to this global norm (None: no clipping).
+        rdrop_alpha: R-Drop (Liang et al. 2021) when > 0: every example runs through the model
+            twice in one doubled batch, with different dropout; its loss is the mean of the two
+            losses plus ``rdrop_alpha`` x the symmetric KL divergence between the two predictions.
     """
 
-    def __init__(self, strategy, model, optimizer, loss_fn, kind, global_batch_size, max_grad_norm):
+    def __init__(self, strategy, model, optimizer, loss_fn, kind, global_batch_size, max_grad_norm, rdrop_alpha=0.0):
         self.strategy, self.model, self.optimizer = strategy, model, optimizer
-        self.loss_fn, self.kind = loss_fn, kind
+        self.loss_fn, self.kind, self.rdrop_alpha = loss_fn, kind, float(rdrop_alpha)
         self.global_batch_size, self.max_grad_norm = global_batch_size, max_grad_norm
         try:
             self.local_replicas = len(strategy.extended.worker_devices)
@@ -52,8 +55,14 @@ class TrainStep:
     def _replica_step(self, x, y):
         replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            probs = self.model(x, training=True)
-            losses = self.loss_fn(y, probs)
+            if self.rdrop_alpha > 0:
+                both = self.model(tf.concat([x, x], axis=0), training=True)
+                probs, again = tf.split(both, 2, axis=0)
+                losses = 0.5 * (self.loss_fn(y, probs) + self.loss_fn(y, again))
+                losses += self.rdrop_alpha * consistency_kl(probs, again, self.kind)
+            else:
+                probs = self.model(x, training=True)
+                losses = self.loss_fn(y, probs)
             loss = tf.nn.compute_average_loss(losses, global_batch_size=self.global_batch_size)
             if self.model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))

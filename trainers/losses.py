@@ -72,6 +72,30 @@ def per_example_loss(y, probs, *, kind: str, num_labels: int, label_smoothing: f
     return out
 
 
+def consistency_kl(p, q, kind: str):
+    """R-Drop's penalty (Liang et al. 2021) of each example ([batch]): the symmetric KL divergence
+    ``(KL(p || q) + KL(q || p)) / 2`` between two predictions of the same text.
+
+    Args:
+        p, q: two probability outputs of the same shape: softmax [batch, num_labels], or sigmoids
+            [batch, 1] (binary) or [batch, num_labels] (multi_label), each sigmoid a Bernoulli
+            distribution (multi-label: the mean over labels, as the cross-entropy).
+        kind: ``softmax``, ``binary`` or ``multi_label``.
+
+    It is 0 where p equals q, positive otherwise, symmetric in p and q, and finite for
+    probabilities of 0 or 1 (they are clipped to Keras's epsilon as its cross-entropies do).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    p = tf.clip_by_value(p, _EPSILON, 1.0 - _EPSILON)
+    q = tf.clip_by_value(q, _EPSILON, 1.0 - _EPSILON)
+    elem = 0.5 * (p - q) * (tf.math.log(p) - tf.math.log(q))
+    if kind == "softmax":
+        return tf.reduce_sum(elem, axis=-1)
+    elem += 0.5 * (q - p) * (tf.math.log(1.0 - p) - tf.math.log(1.0 - q))  # the Bernoulli's other outcome
+    return tf.reduce_sum(elem, axis=-1) if kind == "binary" else tf.reduce_mean(elem, axis=-1)
+
+
 def predictions(probs, kind: str, thresholds=0.5):
     """What the training step counts as correct: label ids [batch] (softmax, binary) or
     booleans [batch, num_labels] (multi_label)."""

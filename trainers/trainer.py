@@ -256,14 +256,16 @@ class Trainer:
             return per_example_loss(y, probs, kind=kind, num_labels=len(labels), label_smoothing=cfg.label_smoothing,
                                     loss=cfg.loss, gamma=cfg.focal_gamma, weights=weights)
 
-        train_step = TrainStep(strategy, model, optimizer, loss_fn, kind, cfg.batch_size, cfg.max_grad_norm)
+        train_step = TrainStep(strategy, model, optimizer, loss_fn, kind, cfg.batch_size, cfg.max_grad_norm,
+                               rdrop_alpha=cfg.rdrop_alpha)
         logs = os.path.join(cfg.output_path, "logs")
         eval_writer = tf.summary.create_file_writer(os.path.join(logs, "eval")) if info.is_chief else tf.summary.create_noop_writer()
         train_writer = tf.summary.create_file_writer(os.path.join(logs, "train")) if info.is_chief else tf.summary.create_noop_writer()
         log(f"training {cfg.model_name}: {model.count_params():,} parameters, {cfg.epochs} epochs x {steps} steps"
             + (f", stopping at step {total}" if total < steps * cfg.epochs else "")
             + (f"; evaluating and exporting the weights' moving average (ema_momentum {cfg.ema_momentum}"
-               + (f", every {cfg.ema_every} steps" if cfg.ema_every > 1 else "") + ")" if cfg.ema_momentum else ""))
+               + (f", every {cfg.ema_every} steps" if cfg.ema_every > 1 else "") + ")" if cfg.ema_momentum else "")
+            + (f"; R-Drop: each batch twice, loss + {cfg.rdrop_alpha} x the two predictions' symmetric KL" if cfg.rdrop_alpha else ""))
 
         t1 = time.time()
         step, last_eval = start, -1
