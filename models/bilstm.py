@@ -32,9 +32,6 @@ def build(cfg, vocab_size: int, num_outputs: int) -> keras.Model:
     ids = ids_input()
     mask = padding_mask(ids)
     pooling = cfg.pooling or "max"
-    if pooling != "last":
-        h = bilstm_stack(embed(ids, cfg, vocab_size), mask, cfg, last_returns_sequences=True)
-        x = pool_positions(h, mask, pooling)
-    else:
-        x = bilstm_stack(embed(ids, cfg, vocab_size), mask, cfg, last_returns_sequences=False)
+    h = bilstm_stack(embed(ids, cfg, vocab_size), mask, cfg, last_returns_sequences=pooling != "last")
+    x = h if pooling == "last" else pool_positions(h, mask, pooling)
     return keras.Model(ids, classifier_head(x, cfg, num_outputs), name="bilstm")

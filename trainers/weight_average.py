@@ -33,7 +33,7 @@ class PeriodicAverage:
     At steps 0, k, 2k, ... (``optimizer.iterations`` before the step's increment) the average
     becomes ``m * average + (1 - m) * weight`` with ``m = ema_momentum ** k`` (step 0 copies the
     weights, as Keras does). ``ema_every = 1`` is Keras's own update, unchanged. Set the attribute
-    after building the optimizer; it is a Python constant of the traced step.
+    before the training step is first traced: it is a Python constant of the traced step.
     """
 
     ema_every = 1
