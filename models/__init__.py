@@ -37,6 +37,20 @@ def chunked(window_model, cfg, num_outputs: int):
     return keras.Model(ids, probs, name=f"{window_model.name}_chunks")
 
 
+def split_at_embeddings(model):
+    """``(embed, from_embeddings)``: two models sharing ``model``'s weights, token ids [batch, seq]
+    -> the embeddings the model reads (the token embedding, plus the n-gram embeddings when
+    ngram_buckets > 0) and ``[ids, embeddings]`` -> its output (the ids give the padding mask).
+    For a model of :func:`build_model` without long_text ``chunks``; what integrated gradients
+    and adversarial training work on."""
+    import keras
+
+    names = {layer.name for layer in model.layers}
+    emb = model.get_layer("token_and_ngrams" if "token_and_ngrams" in names else "embedding").output
+    ids = model.input
+    return keras.Model(ids, emb, name="embed"), keras.Model([ids, emb], model.output, name="from_embeddings")
+
+
 def window_model(model):
     """The model that reads one window: ``model`` itself unless it is :func:`chunked`."""
     if model.name.endswith("_chunks"):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from models import split_at_embeddings
 
 ADDITIVE, ROLLOUT = "additive", "rollout"
 
@@ -53,10 +54,8 @@ class Explainer(tf.Module):
         self.model = model
         self.binary = bool(binary)
         names = {layer.name for layer in model.layers}
-        emb = model.get_layer("token_and_ngrams" if "token_and_ngrams" in names else "embedding").output
         ids = model.input
-        self._embed = keras.Model(ids, emb, name="embed")
-        self._from_embeddings = keras.Model([ids, emb], model.output, name="from_embeddings")
+        self._embed, self._from_embeddings = split_at_embeddings(model)
         self.kind = None
         # The attention layers are called again on their own inputs (read off the model by
         # sub-models) asking for their weights: no second symbolic node with other outputs,
