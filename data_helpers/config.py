@@ -99,6 +99,7 @@ SCHEMA: dict[str, Key] = {
     "ema_every": Key("int", 1, "With ema_momentum: update the average every this many steps only, with momentum ema_momentum ** ema_every (the same window of steps, sampled). Keras updates every weight's average at every step; with a large ngram_buckets table that costs more than the training step, and 10-20 makes it cheap.", _pos, "must be >= 1"),
     "max_grad_norm": Key("float", 5.0, "Clip gradients to this global norm; null: no clipping.", _pos, "must be > 0", nullable=True),
     "rdrop_alpha": Key("float", 0.0, "R-Drop (Liang et al. 2021): every training batch runs through the model twice with different dropout (one batch of twice the size), and the loss adds rdrop_alpha x the symmetric KL divergence between the two predictions, so the model learns to answer the same whatever dropout removes. About twice the training compute; evaluation, the export and serving are unchanged. 0: off.", _nonneg, "must be >= 0"),
+    "adversarial_epsilon": Key("float", 0.0, "Adversarial training on the embeddings (FGM, Miyato et al. 2017): each training batch's loss adds the loss of the same batch with every text's embeddings moved a distance adversarial_epsilon (L2 over its real tokens) along the gradient of its loss, the direction that hurts most to first order, so the model learns to answer the same for nearby inputs. About twice the training compute; evaluation, the export and serving are unchanged. Not with rdrop_alpha or long_text chunks. 0: off.", _nonneg, "must be >= 0"),
     "label_smoothing": Key("float", 0.0, "Label smoothing of the training loss.", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "eval_every": Key("int", 100, "Evaluate on eval_data every this many steps (and at each epoch end).", _pos, "must be >= 1"),
     "checkpoint_every": Key("int", 100, "Save a checkpoint every this many steps.", _pos, "must be >= 1"),
@@ -224,6 +225,10 @@ def validate(raw: dict, source: str = "<dict>") -> Config:
             f"{source}: key 'chunk_stride' ({values['chunk_stride']}) must be at most sequence_length ({values['sequence_length']}): "
             "a larger stride would skip tokens between windows"
         )
+    if values["adversarial_epsilon"] > 0 and values["rdrop_alpha"] > 0:
+        raise ConfigError(f"{source}: key 'adversarial_epsilon' cannot be combined with rdrop_alpha > 0: set one of them to 0")
+    if values["adversarial_epsilon"] > 0 and values["long_text"] == "chunks":
+        raise ConfigError(f"{source}: key 'adversarial_epsilon' is not supported with long_text chunks: use truncate or head_tail, or set it to 0")
     if values["select_by"] is None:
         values["select_by"] = "micro_f1" if values["multi_label"] else "macro_f1"
     return Config(values, source)

@@ -80,6 +80,18 @@ def quiet(*args, **kwargs):
     pass
 
 
+def assert_export_scores_as_trained(export_dir, corpus, report) -> None:
+    """The SavedModel in ``export_dir``, through a Predictor, scores the corpus's eval file as the
+    trainer's report did: what is served is what was trained and evaluated."""
+    import numpy as np
+
+    from predictors import Predictor
+
+    texts, labels = zip(*(l.split("\t") for l in (corpus / "eval.txt").read_text(encoding="utf-8").splitlines()))
+    predicted = Predictor.from_saved_model(str(export_dir)).predict(list(texts))
+    assert np.mean(np.array(predicted) == np.array(labels)) == pytest.approx(report["accuracy"])
+
+
 def shared_trainer(tmp_path_factory, make_config, kind: str):
     """name -> (config path, report): ``make_config(root, name)`` written and trained once per test
     run, tiny. Under pytest-xdist the worker processes share one copy: the first to ask trains the

@@ -62,7 +62,8 @@ def files_under(folder):
 
 def test_two_workers_train_exactly_as_one_process(tmp_path, corpus):
     # With a weight average updated every third step: the averages (in the checkpoint) match too.
-    settings = {**SETTINGS, "ema_momentum": 0.9, "ema_every": 3}
+    # With adversarial training: each text's perturbation is its own, however the batch is split.
+    settings = {**SETTINGS, "ema_momentum": 0.9, "ema_every": 3, "adversarial_epsilon": 0.3}
     one = tiny_config(tmp_path / "one", corpus, **settings)
     Trainer(load_config(one, log=quiet), log=quiet, verbose=0).train()
     two = tiny_config(tmp_path / "two", corpus, **settings)

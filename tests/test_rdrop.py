@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_helpers.config import ConfigError, load_config, validate
-from tests.conftest import quiet, tiny_config
+from tests.conftest import assert_export_scores_as_trained, quiet, tiny_config
 from trainers.losses import consistency_kl
 
 probs_rows = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=2, max_size=5)
@@ -83,7 +83,6 @@ def test_without_dropout_the_doubled_step_is_the_plain_step():
 
 
 def test_rdrop_trains_and_exports(tmp_path, corpus):
-    from predictors import Predictor
     from trainers.trainer import Trainer
 
     path = tiny_config(tmp_path, corpus, "textcnn", rdrop_alpha=1.0, keep_prob=0.7)
@@ -91,9 +90,7 @@ def test_rdrop_trains_and_exports(tmp_path, corpus):
     report = Trainer(load_config(path, log=quiet), log=logs.append, verbose=0).train()
     assert any("R-Drop" in m and "1.0 x" in m for m in logs)
     assert report["accuracy"] >= 0.9, report["accuracy"]
-    texts, labels = zip(*(l.split("\t") for l in (corpus / "eval.txt").read_text(encoding="utf-8").splitlines()))
-    predicted = Predictor.from_saved_model(str(tmp_path / "pb" / "1")).predict(list(texts))
-    assert np.mean(np.array(predicted) == np.array(labels)) == pytest.approx(report["accuracy"])
+    assert_export_scores_as_trained(tmp_path / "pb" / "1", corpus, report)
 
 
 def test_negative_alpha_is_refused():

@@ -18,6 +18,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from data_helpers.pipeline import share_bounds
+from models import split_at_embeddings
+from trainers.adversarial import fgm_perturbation
 from trainers.losses import consistency_kl, predictions
 from trainers.optimizers import _dedupe
 
@@ -40,11 +42,19 @@ class TrainStep:
         rdrop_alpha: R-Drop (Liang et al. 2021) when > 0: every example runs through the model
             twice in one doubled batch, with different dropout; its loss is the mean of the two
             losses plus ``rdrop_alpha`` x the symmetric KL divergence between the two predictions.
+        adversarial_epsilon: adversarial training (FGM, Miyato et al. 2017) when > 0: the loss
+            adds the loss of the same batch with each text's embeddings moved by
+            ``adversarial_epsilon`` (L2 norm over the text's real tokens) in the direction that
+            raises its loss most to first order (the gradient, normalised per text).
     """
 
-    def __init__(self, strategy, model, optimizer, loss_fn, kind, global_batch_size, max_grad_norm, rdrop_alpha=0.0):
+    def __init__(self, strategy, model, optimizer, loss_fn, kind, global_batch_size, max_grad_norm, rdrop_alpha=0.0,
+                 adversarial_epsilon=0.0):
         self.strategy, self.model, self.optimizer = strategy, model, optimizer
         self.loss_fn, self.kind, self.rdrop_alpha = loss_fn, kind, float(rdrop_alpha)
+        self.adversarial_epsilon = float(adversarial_epsilon)
+        if self.adversarial_epsilon > 0:
+            self._embed, self._from_embeddings = split_at_embeddings(model)
         self.global_batch_size, self.max_grad_norm = global_batch_size, max_grad_norm
         try:
             self.local_replicas = len(strategy.extended.worker_devices)
@@ -55,7 +65,10 @@ class TrainStep:
     def _replica_step(self, x, y):
         replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            if self.rdrop_alpha > 0:
+            if self.adversarial_epsilon > 0:
+                probs, losses, adversarial = self._adversarial_losses(x, y)
+                losses = losses + adversarial
+            elif self.rdrop_alpha > 0:
                 both = self.model(tf.concat([x, x], axis=0), training=True)
                 probs, again = tf.split(both, 2, axis=0)
                 losses = 0.5 * (self.loss_fn(y, probs) + self.loss_fn(y, again))
@@ -80,6 +93,18 @@ class TrainStep:
         else:
             correct = tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, tf.int32)), tf.float32))
         return tf.reduce_sum(losses), correct, tf.cast(tf.shape(y)[0], tf.float32)
+
+    def _adversarial_losses(self, x, y):
+        """Probabilities, losses and adversarial losses of a batch (FGM on the embeddings)."""
+        e = self._embed(x, training=True)
+        with tf.GradientTape() as inner:
+            inner.watch(e)
+            probs = self._from_embeddings([x, e], training=True)
+            losses = self.loss_fn(y, probs)
+            total = tf.reduce_sum(losses)
+        r = fgm_perturbation(tf.stop_gradient(inner.gradient(total, e)), x, self.adversarial_epsilon)
+        adversarial = self.loss_fn(y, self._from_embeddings([x, e + r], training=True))
+        return probs, losses, adversarial
 
     def _part(self, x, y, i):
         """Local replica ``i``'s rows of this worker's share (several GPUs on one worker)."""

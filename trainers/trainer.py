@@ -257,7 +257,7 @@ class Trainer:
                                     loss=cfg.loss, gamma=cfg.focal_gamma, weights=weights)
 
         train_step = TrainStep(strategy, model, optimizer, loss_fn, kind, cfg.batch_size, cfg.max_grad_norm,
-                               rdrop_alpha=cfg.rdrop_alpha)
+                               rdrop_alpha=cfg.rdrop_alpha, adversarial_epsilon=cfg.adversarial_epsilon)
         logs = os.path.join(cfg.output_path, "logs")
         eval_writer = tf.summary.create_file_writer(os.path.join(logs, "eval")) if info.is_chief else tf.summary.create_noop_writer()
         train_writer = tf.summary.create_file_writer(os.path.join(logs, "train")) if info.is_chief else tf.summary.create_noop_writer()
@@ -265,7 +265,9 @@ class Trainer:
             + (f", stopping at step {total}" if total < steps * cfg.epochs else "")
             + (f"; evaluating and exporting the weights' moving average (ema_momentum {cfg.ema_momentum}"
                + (f", every {cfg.ema_every} steps" if cfg.ema_every > 1 else "") + ")" if cfg.ema_momentum else "")
-            + (f"; R-Drop: each batch twice, loss + {cfg.rdrop_alpha} x the two predictions' symmetric KL" if cfg.rdrop_alpha else ""))
+            + (f"; R-Drop: each batch twice, loss + {cfg.rdrop_alpha} x the two predictions' symmetric KL" if cfg.rdrop_alpha else "")
+            + (f"; adversarial training: loss + the loss with the embeddings moved {cfg.adversarial_epsilon} against it"
+               if cfg.adversarial_epsilon else ""))
 
         t1 = time.time()
         step, last_eval = start, -1
