@@ -107,6 +107,7 @@ SCHEMA: dict[str, Key] = {
     "shuffle_buffer": Key("int", 100000, "Training examples held in the shuffle buffer when the training set is streamed (see in_memory_mb): the data is shuffled within windows of this many; memory is about shuffle_buffer x sequence_length x 4 bytes.", _pos, "must be >= 1"),
     "in_memory_mb": Key("int", 256, "Training and eval sets whose token ids take at most this many MB (examples x sequence_length x 4 bytes) are tokenized once and held in memory, the training set shuffled whole each epoch; larger ones are streamed from their files every epoch through the shuffle buffer. 0: always stream.", _nonneg, "must be >= 0"),
     "seed": Key("int", 42, "Random seed (weights, shuffling, dropout)."),
+    "ensemble_size": Key("int", 1, "Train the model this many times, member k with seed + k - 1 (its own initial weights, data order and dropout), and export one SavedModel that averages the members' probabilities, with an `explain` signature that averages their scores (see README, Ensembles). ensemble_size times the training and the serving compute. Single-label only. 1: one model.", _pos, "must be >= 1"),
     # --- where things go
     "output_path": Key("path", "outputs/{model_name}", "Vocab, label map, report, TensorBoard logs."),
     "ckpt_model_path": Key("path", "ckpt_model/{model_name}", "Checkpoints."),
@@ -229,6 +230,9 @@ def validate(raw: dict, source: str = "<dict>") -> Config:
         raise ConfigError(f"{source}: key 'adversarial_epsilon' cannot be combined with rdrop_alpha > 0: set one of them to 0")
     if values["adversarial_epsilon"] > 0 and values["long_text"] == "chunks":
         raise ConfigError(f"{source}: key 'adversarial_epsilon' is not supported with long_text chunks: use truncate or head_tail, or set it to 0")
+    if values["ensemble_size"] > 1 and values["multi_label"]:
+        raise ConfigError(f"{source}: key 'ensemble_size' > 1 is for single-label runs (the members' per-label thresholds "
+                          "cannot be averaged): set it to 1 for multi_label")
     if values["select_by"] is None:
         values["select_by"] = "micro_f1" if values["multi_label"] else "macro_f1"
     return Config(values, source)

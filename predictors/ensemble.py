@@ -17,9 +17,16 @@ may read different vocabularies and sequence lengths; they must take the same te
 segmented by jieba) and have the same labels in the same order. The Predictor, ``serve.py`` and
 stock TensorFlow Serving load it as they load one model's export.
 
-An ensemble has no ``predict_ids`` signature (its members read different ids) and no
-``explain`` signature. Multi-label exports are refused: each member decides with its own
-thresholds, which an average of probabilities would not respect.
+An ensemble has no ``predict_ids`` signature (its members may read different ids). It has an
+``explain`` signature when every member has one and they all read the same tokens (the same
+tokenizer settings and ``sequence_length``; a config's ``ensemble_size`` members always do):
+it explains the ensemble's label (or the one asked for) with the mean of the members' scores
+for that label. For integrated gradients that mean is exactly the integrated gradients of the
+ensemble's probability, along the path that scales every member's embeddings by the same alpha,
+so the scores still add up to f(text) - f(baseline) and ``ig_gap`` is the mean of the members'
+gaps; for attention it is the mean of the members' attention weights. Multi-label exports are
+refused: each member decides with its own thresholds, which an average of probabilities would
+not respect.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import sys
 from data_helpers.io_utils import atomic_write_json, read_json
 from data_helpers.vocab import FORMAT
 
-__all__ = ["EnsembleError", "export_ensemble", "check_members", "greedy_selection", "select_members"]
+__all__ = ["EnsembleError", "export_ensemble", "check_members", "explain_problem", "greedy_selection", "select_members"]
 
 
 class EnsembleError(ValueError):
@@ -125,6 +132,18 @@ def greedy_selection(probs: list, y) -> tuple[list[int], list[float]]:
     return chosen, scores
 
 
+def explain_problem(export_dirs: list[str], metas: list[dict], signatures: list) -> str | None:
+    """Why these members' ensemble cannot explain itself, or None when it can: every member has
+    an ``explain`` signature and reads the same tokens (tokenizer settings and sequence_length)."""
+    head, first = metas[0], export_dirs[0]
+    for d, m, sig in zip(export_dirs, metas, signatures):
+        if "explain" not in sig:
+            return f"{d} has none"
+        if m["tokenizer"] != head["tokenizer"] or m["sequence_length"] != head["sequence_length"]:
+            return f"{d} reads other tokens than {first} (tokenizer settings or sequence_length differ)"
+    return None
+
+
 def export_ensemble(export_dirs: list[str], base_dir: str, keep: int = 3, log=print) -> str:
     """Write the ensemble of ``export_dirs`` as the next version under ``base_dir``; its path."""
     import tensorflow as tf
@@ -133,6 +152,7 @@ def export_ensemble(export_dirs: list[str], base_dir: str, keep: int = 3, log=pr
 
     metas = check_members(export_dirs)
     labels = list(metas[0]["labels"])
+    text_spec = tf.TensorSpec([None], tf.string, name="text")
 
     class Ensemble(tf.Module):
         def __init__(self):
@@ -140,15 +160,39 @@ def export_ensemble(export_dirs: list[str], base_dir: str, keep: int = 3, log=pr
             self.members = [tf.saved_model.load(d) for d in export_dirs]
             self.labels = tf.constant(labels)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-        def serve(self, text):
+        def probabilities(self, text):
             p = tf.add_n([m.signatures["serving_default"](text=text)["probabilities"] for m in self.members])
-            p = p / float(len(self.members))
+            return p / float(len(self.members))
+
+        @tf.function(input_signature=[text_spec])
+        def serve(self, text):
+            p = self.probabilities(text)
             return {"label": tf.gather(self.labels, tf.argmax(p, axis=-1)), "probabilities": p}
+
+        def explain(self, text, method, label):  # a tf.function only when the members can (see write)
+            p = self.probabilities(text)
+            # the ensemble's label, not each member's: every member explains the same one
+            label = tf.where(tf.equal(label, ""), tf.gather(self.labels, tf.argmax(p, axis=-1)), label)
+            outs = [m.signatures["explain"](text=text, method=method, label=label) for m in self.members]
+            index = tf.argmax(tf.cast(tf.equal(label[:, None], self.labels[None, :]), tf.int32), axis=-1)
+            mean = lambda key: tf.add_n([o[key] for o in outs]) / float(len(outs))  # noqa: E731
+            first = outs[0]  # the tokens, spans and method, alike in every member (see explain_problem)
+            return {**{k: first[k] for k in ("label", "classes", "method", "tokens", "starts", "ends")},
+                    "probability": tf.gather(p, index, batch_dims=1), "probabilities": p,
+                    "scores": mean("scores"), "ig_gap": mean("ig_gap")}
 
     def write(model_dir: str, staging: str) -> None:
         module = Ensemble()
-        tf.saved_model.save(module, model_dir, signatures={"serving_default": module.serve})
+        signatures = {"serving_default": module.serve}
+        why_not = explain_problem(export_dirs, metas, [m.signatures for m in module.members])
+        if why_not is None:
+            # set on the module only here: saving traces every tf.function a module holds
+            module.explain_fn = tf.function(module.explain, input_signature=[
+                text_spec, tf.TensorSpec([None], tf.string, name="method"), tf.TensorSpec([None], tf.string, name="label")])
+            signatures["explain"] = module.explain_fn
+        else:
+            log(f"ensemble: no explain signature ({why_not})")
+        tf.saved_model.save(module, model_dir, signatures=signatures)
         assets = os.path.join(model_dir, "assets")
         os.makedirs(assets, exist_ok=True)
         head = metas[0]
@@ -163,7 +207,10 @@ def export_ensemble(export_dirs: list[str], base_dir: str, keep: int = 3, log=pr
             "binary": head["binary"],
             "multi_label": False,
             "label_sep": head.get("label_sep"),
-            "settings": {},
+            # the members' own when they agree (a config's ensemble_size members do), so the
+            # Predictor's stale-vocab check against that config holds
+            "settings": head["settings"] if all(m.get("settings") == head.get("settings") for m in metas) else {},
+            "fingerprint": head.get("fingerprint") if all(m.get("fingerprint") == head.get("fingerprint") for m in metas) else None,
             "labels": labels,
             "ensemble": [{"export": os.path.abspath(d), "fingerprint": m.get("fingerprint"),
                           "sequence_length": m["sequence_length"]} for d, m in zip(export_dirs, metas)],

@@ -38,6 +38,7 @@ def test_the_ensemble_answers_the_mean_of_its_members(members, tmp_path):
     # What TensorFlow Serving reads: one text signature with the usual outputs, and the members named.
     import tensorflow as tf
 
+    assert "explain" not in tf.saved_model.load(export).signatures  # its members were exported without one
     sig = tf.saved_model.load(export).signatures["serving_default"]
     assert set(sig.structured_outputs) == {"label", "probabilities"}
     assert list(sig.structured_input_signature[1]) == ["text"]

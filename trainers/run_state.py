@@ -165,6 +165,17 @@ class RunState:
             self._write_state(completed=False)
         return 0
 
+    def completed(self) -> bool:
+        """Whether a run with these settings and data completed in this folder (its state says so
+        and its checkpoints are there)."""
+        if not os.path.exists(self.state_path) or not tf.train.latest_checkpoint(self.dir):
+            return False
+        try:
+            state = read_json(self.state_path)
+        except ValueError:
+            return False
+        return bool(state.get("completed")) and state.get("run") == self.fingerprint
+
     def _best_from_weights(self) -> dict:
         best = {"score": float(self.best_weights.score.numpy()), "step": int(self.best_weights.step.numpy())}
         if self.best_weights.thresholds.shape[0]:

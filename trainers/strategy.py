@@ -65,8 +65,20 @@ def worker_info() -> WorkerInfo:
     return WorkerInfo(index=index, count=count, task_type=task_type)
 
 
+_STRATEGIES: dict = {}
+
+
 def strategy_from_env() -> tf.distribute.Strategy:
-    """The strategy this process trains under (see the module docstring)."""
+    """The strategy this process trains under (see the module docstring). The same object for
+    every run in a process with the same ``TF_CONFIG`` (an ensemble's members train one after
+    the other, and a process can set up TensorFlow's collective ops only once)."""
+    key = os.environ.get("TF_CONFIG", "")
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = _new_strategy()
+    return _STRATEGIES[key]
+
+
+def _new_strategy() -> tf.distribute.Strategy:
     if _tf_config() is not None:
         from tensorflow.python.distribute import collective_all_reduce_strategy as cars
 

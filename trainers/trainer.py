@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_helpers.dataset import PreparedData, prepare_data, save_vocab
-from data_helpers.io_utils import atomic_write_json, atomic_write_text, fault_point
+from data_helpers.io_utils import atomic_write_json, atomic_write_text, fault_point, read_json
 from data_helpers.long_text import config_tokens_read, head_tail_split
 from data_helpers.pipeline import eval_batches, shards_by_file, training_batches
 from data_helpers.reader import scan_examples
@@ -88,16 +88,21 @@ class Trainer:
         >>> report["accuracy"]
     """
 
-    def __init__(self, cfg, log=print, verbose: int | None = None, restart: bool = False, stop_event=None):
+    def __init__(self, cfg, log=print, verbose: int | None = None, restart: bool = False, stop_event=None,
+                 reuse_completed: bool = False):
         """``restart``: ignore and delete checkpoints in ckpt_model_path instead of resuming.
         ``stop_event`` (a threading.Event): when set, training stops after the current step,
         writes a checkpoint and raises :class:`TrainingInterrupted`.
-        ``verbose``: 0 silent, 1 a progress bar, 2 one line per epoch (default: 1 on a terminal)."""
+        ``verbose``: 0 silent, 1 a progress bar, 2 one line per epoch (default: 1 on a terminal).
+        ``reuse_completed``: when a run with the same settings and data already completed in
+        ckpt_model_path and its report and export are still there, return that report instead of
+        training again (one process only; an ensemble's members use it)."""
         self.cfg = cfg
         self.log = log
         self.verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
         self.restart = restart
         self.stop_event = stop_event
+        self.reuse_completed = reuse_completed
 
     # ---- building -------------------------------------------------------------------
     def _learning_rate(self, total_steps: int):
@@ -177,11 +182,30 @@ class Trainer:
             + (f"  (best {metric_name(key)} so far)" if better else "")
         )
 
+    def _completed_report(self, run: RunState) -> dict | None:
+        """The report of the run that completed in ckpt_model_path with these settings and data,
+        when its report and export are still there; else None."""
+        path = os.path.join(self.cfg.output_path, "report.json")
+        if not run.completed() or not os.path.isfile(path):
+            return None
+        try:
+            report = read_json(path)
+        except ValueError:
+            return None
+        export = report.get("export")
+        if not export or not os.path.isfile(os.path.join(export, "saved_model.pb")):
+            return None
+        return report
+
     # ---- the run --------------------------------------------------------------------------
     def train(self) -> dict:
         """Train, evaluate and export."""
         cfg = self.cfg
         strategy = strategy_from_env()  # before any other TensorFlow op
+        if cfg.ensemble_size > 1:
+            from trainers.ensemble import train_ensemble
+
+            return train_ensemble(self)
         info = worker_info()
         log = self.log if info.is_chief else _silent
         set_seed(cfg.seed)
@@ -249,6 +273,12 @@ class Trainer:
         iterator = iter(batches)
         run = RunState(cfg, model, optimizer, iterator, data.artifacts.fingerprint, info.is_chief, log,
                        n_thresholds=len(labels) if cfg.multi_label else 0)
+        if self.reuse_completed and not self.restart and info.count == 1:
+            done = self._completed_report(run)
+            if done is not None:
+                log(f"{cfg.ckpt_model_path}: completed before with these settings and data; "
+                    f"reusing its export {done['export']} ({metric_name(cfg.select_by)} {done[cfg.select_by]:.4f})")
+                return done
         start = run.start(self.restart)  # refuses other runs' checkpoints before anything is written
         if info.is_chief:
             save_vocab(data.artifacts, cfg.output_path, log)
