@@ -118,3 +118,25 @@ def test_a_dead_worker_stops_the_other_and_every_command_again_resumes(tmp_path,
     assert "resuming from" in results[0][1]
     report = json.load(open(os.path.join(load_config(path, log=quiet).output_path, "report.json")))
     assert report["resumed_from_step"] >= 10 and report["history"][-1]["step"] == 90
+
+
+def test_two_workers_train_an_ensemble_as_one_process_does(tmp_path, corpus):
+    # ensemble_size: the members train one after the other on the same strategy, made once per process.
+    settings = {**SETTINGS, "ensemble_size": 2, "epochs": 1}
+    one = tiny_config(tmp_path / "one", corpus, **settings)
+    Trainer(load_config(one, log=quiet), log=quiet, verbose=0).train()
+    two = tiny_config(tmp_path / "two", corpus, **settings)
+    (tmp_path / "tmp").mkdir()
+    results = finish(start_workers(two, tmp_path / "tmp"))
+    for rc, out, err in results:
+        assert rc == 0, err[-3000:]
+    assert "ensemble member 2 of 2" in results[0][1] and results[1][1].strip() == ""
+    a, b = load_config(one, log=quiet), load_config(two, log=quiet)
+    for k in ("1", "2"):
+        want = checkpoint_tensors(os.path.join(a.ckpt_model_path, "members", k), 15)
+        got = checkpoint_tensors(os.path.join(b.ckpt_model_path, "members", k), 15)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], atol=1e-5, err_msg=f"member {k}: {name}")
+    ra = json.load(open(os.path.join(a.output_path, "report.json")))
+    rb = json.load(open(os.path.join(b.output_path, "report.json")))
+    assert rb["accuracy"] == ra["accuracy"] and os.path.isfile(os.path.join(rb["export"], "saved_model.pb"))
