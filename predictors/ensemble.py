@@ -24,7 +24,8 @@ it explains the ensemble's label (or the one asked for) with the mean of the mem
 for that label. For integrated gradients that mean is exactly the integrated gradients of the
 ensemble's probability, along the path that scales every member's embeddings by the same alpha,
 so the scores still add up to f(text) - f(baseline) and ``ig_gap`` is the mean of the members'
-gaps; for attention it is the mean of the members' attention weights. Multi-label exports are
+gaps; for attention it is the mean of the members' attention weights (``auto`` is attention only
+when every member would pick it, else integrated gradients). Multi-label exports are
 refused: each member decides with its own thresholds, which an average of probabilities would
 not respect.
 """
@@ -169,7 +170,10 @@ def export_ensemble(export_dirs: list[str], base_dir: str, keep: int = 3, log=pr
             p = self.probabilities(text)
             return {"label": tf.gather(self.labels, tf.argmax(p, axis=-1)), "probabilities": p}
 
+        auto = "auto"  # what `auto` asks of the members: integrated_gradients where they would pick differently
+
         def explain(self, text, method, label):  # a tf.function only when the members can (see write)
+            method = tf.where(tf.equal(method, "") | tf.equal(method, "auto"), self.auto, method)
             p = self.probabilities(text)
             # the ensemble's label, not each member's: every member explains the same one
             label = tf.where(tf.equal(label, ""), tf.gather(self.labels, tf.argmax(p, axis=-1)), label)
@@ -186,6 +190,11 @@ def export_ensemble(export_dirs: list[str], base_dir: str, keep: int = 3, log=pr
         signatures = {"serving_default": module.serve}
         why_not = explain_problem(export_dirs, metas, [m.signatures for m in module.members])
         if why_not is None:
+            # With members that would pick different methods for `auto` (attention in one, integrated
+            # gradients in another), `auto` asks all of them for integrated gradients, which every model has.
+            probe = {"text": tf.constant(["a"]), "method": tf.constant(["auto"]), "label": tf.constant([""])}
+            picks = {m.signatures["explain"](**probe)["method"].numpy()[0] for m in module.members}
+            module.auto = "auto" if len(picks) == 1 else "integrated_gradients"
             # set on the module only here: saving traces every tf.function a module holds
             module.explain_fn = tf.function(module.explain, input_signature=[
                 text_spec, tf.TensorSpec([None], tf.string, name="method"), tf.TensorSpec([None], tf.string, name="label")])

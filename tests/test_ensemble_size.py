@@ -70,11 +70,34 @@ def test_the_ensemble_explains_with_the_mean_of_its_members_scores(ensemble, met
         np.testing.assert_allclose([t["score"] for t in e["tokens"]], want, atol=1e-5)
         if method == "integrated_gradients":  # the scores still add up, as closely as the members'
             assert e["ig_gap"] == pytest.approx(np.mean([p["ig_gap"] for p in parts]), abs=1e-5)
+    assert ens.explain(texts[0])["method"] == "attention"  # `auto`: what every member would pick
     # Another label than the predicted one, when asked; a label it does not have is refused.
     other = [c for c in ens.classes_ if c != got[0]["label"]][0]
     assert ens.explain(texts[0], label=other, method=method)["label"] == other
     with pytest.raises(ValueError, match="not one of classes_"):
         ens.explain(texts[0], label="no-such-label")
+
+
+def test_members_that_would_explain_differently_are_asked_for_integrated_gradients(ensemble, tmp_path, corpus):
+    # A BiLSTM-attention's `auto` is attention, a BiLSTM's integrated gradients: the ensemble's
+    # `auto` asks both for integrated gradients, so it never averages scores of two methods.
+    from predictors import Predictor
+    from predictors.ensemble import export_ensemble
+    from trainers.trainer import Trainer
+
+    _, report, _ = ensemble
+    path = tiny_config(tmp_path, corpus, "bilstm", export_explain=True)
+    bilstm = Trainer(load_config(path, log=quiet), log=quiet, verbose=0).train()["export"]
+    atten = report["members"][0]["export"]
+    ens = Predictor.from_saved_model(export_ensemble([atten, bilstm], str(tmp_path / "mixed"), log=quiet))
+    text = TEXTS[0]
+    got = ens.explain(text)
+    assert got["method"] == "integrated_gradients"
+    parts = [Predictor.from_saved_model(d).explain(text, label=got["label"], method="integrated_gradients") for d in (atten, bilstm)]
+    np.testing.assert_allclose([t["score"] for t in got["tokens"]],
+                               np.mean([[t["score"] for t in p["tokens"]] for p in parts], axis=0), atol=1e-5)
+    with pytest.raises(Exception, match="has no attention"):  # asked for attention, the BiLSTM says it has none
+        ens.explain(text, method="attention")
 
 
 def test_a_second_run_reuses_the_completed_members_and_exports_the_next_version(ensemble):
