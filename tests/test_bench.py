@@ -83,6 +83,23 @@ def test_a_partial_run_keeps_the_earlier_runs_other_rows(tmp_path):
     assert keep_earlier_rows(str(tmp_path / "none.json"), now, field="runs") == now["runs"]
 
 
+def test_the_demo_targets_are_judged_on_the_example_configs_only():
+    sys.path.insert(0, REPO)
+    from bench.demo import targets_table
+
+    def out(**acc):
+        models = {k: {"eval_accuracy_predictor": v} for k, v in acc.items()}
+        models["ensemble"] = {"eval_accuracy_predictor": 0.99, "members": ["a", "b"]}  # not an example config
+        return {"baseline_tfidf_char_1_3_linearsvc": {"accuracy": 0.85}, "models": models}
+
+    met = targets_table(out(a=0.8451, b=0.8501))
+    assert met[2] == "| every example config within 0.5 points of the baseline | lowest: a 0.8451 vs 0.8500 | yes (-0.49 pts) |"
+    assert met[3] == "| at least one example config above the baseline | highest: b 0.8501 vs 0.8500 | yes (+0.01 pts) |"
+    missed = targets_table(out(a=0.8449, b=0.85))
+    assert missed[2].endswith("| no (-0.51 pts) |") and missed[3].endswith("| no (+0.00 pts) |")
+    assert targets_table({"baseline_tfidf_char_1_3_linearsvc": {"accuracy": 0.85}, "models": {}}) == []
+
+
 @pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data/thucnews is absent")
 def test_thucnews_configs_read_the_shared_data():
     from data_helpers.config import load_config
