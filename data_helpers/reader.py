@@ -29,9 +29,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from data_helpers.sources import open_binary
+from data_helpers.sources import expand_paths, open_binary
 
-__all__ = ["DataError", "Examples", "FileStats", "read_class_names", "read_examples", "scan_examples"]
+__all__ = ["DataError", "Examples", "FileStats", "read_class_names", "read_examples", "scan_all", "scan_examples"]
 
 SEP = "<SEP>"
 _BOM = b"\xef\xbb\xbf"
@@ -315,6 +315,13 @@ def scan_examples(
     name = os.fsdecode(os.fspath(path))
     stats = stats if stats is not None else FileStats(name)
     yield from _examples(name, _stream_lines(name), id_to_name, max_bad_fraction, stats, log, label_sep)
+
+
+def scan_all(spec, **options) -> Iterator[tuple]:
+    """:func:`scan_examples` over every file a ``paths`` config value names (a file, a list or a
+    glob), in order; ``options`` as for :func:`scan_examples`."""
+    for path in expand_paths(spec):
+        yield from scan_examples(path, **options)
 
 
 def _examples(name, raw_lines, id_to_name, max_bad_fraction, stats: FileStats, log, label_sep=None) -> Iterator[tuple]:

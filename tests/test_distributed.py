@@ -60,10 +60,9 @@ def files_under(folder):
                   if "logs" not in r.split(os.sep))
 
 
-def test_two_workers_train_exactly_as_one_process(tmp_path, corpus):
-    # With a weight average updated every third step: the averages (in the checkpoint) match too.
-    # With adversarial training: each text's perturbation is its own, however the batch is split.
-    settings = {**SETTINGS, "ema_momentum": 0.9, "ema_every": 3, "adversarial_epsilon": 0.3}
+def one_process_and_two_workers(tmp_path, corpus, settings):
+    """The same tiny config trained by one process and by two workers on 127.0.0.1: (the one
+    process's config, the workers' config, each worker's (return code, stdout, stderr)), all succeeded."""
     one = tiny_config(tmp_path / "one", corpus, **settings)
     Trainer(load_config(one, log=quiet), log=quiet, verbose=0).train()
     two = tiny_config(tmp_path / "two", corpus, **settings)
@@ -71,11 +70,18 @@ def test_two_workers_train_exactly_as_one_process(tmp_path, corpus):
     results = finish(start_workers(two, tmp_path / "tmp"))
     for rc, out, err in results:
         assert rc == 0, err[-3000:]
+    return load_config(one, log=quiet), load_config(two, log=quiet), results
+
+
+def test_two_workers_train_exactly_as_one_process(tmp_path, corpus):
+    # With a weight average updated every third step: the averages (in the checkpoint) match too.
+    # With adversarial training: each text's perturbation is its own, however the batch is split.
+    settings = {**SETTINGS, "ema_momentum": 0.9, "ema_every": 3, "adversarial_epsilon": 0.3}
+    a, b, results = one_process_and_two_workers(tmp_path, corpus, settings)
     chief_out, worker_out = results[0][1], results[1][1]
     assert "2 replica(s) in sync" in chief_out and "by record" in chief_out
     assert worker_out.strip() == ""  # progress and logs on the chief only
 
-    a, b = load_config(one, log=quiet), load_config(two, log=quiet)
     want, got = checkpoint_tensors(a.ckpt_model_path, 30), checkpoint_tensors(b.ckpt_model_path, 30)
     assert sorted(got) == sorted(want)
     for name in want:
@@ -122,16 +128,8 @@ def test_a_dead_worker_stops_the_other_and_every_command_again_resumes(tmp_path,
 
 def test_two_workers_train_an_ensemble_as_one_process_does(tmp_path, corpus):
     # ensemble_size: the members train one after the other on the same strategy, made once per process.
-    settings = {**SETTINGS, "ensemble_size": 2, "epochs": 1}
-    one = tiny_config(tmp_path / "one", corpus, **settings)
-    Trainer(load_config(one, log=quiet), log=quiet, verbose=0).train()
-    two = tiny_config(tmp_path / "two", corpus, **settings)
-    (tmp_path / "tmp").mkdir()
-    results = finish(start_workers(two, tmp_path / "tmp"))
-    for rc, out, err in results:
-        assert rc == 0, err[-3000:]
+    a, b, results = one_process_and_two_workers(tmp_path, corpus, {**SETTINGS, "ensemble_size": 2, "epochs": 1})
     assert "ensemble member 2 of 2" in results[0][1] and results[1][1].strip() == ""
-    a, b = load_config(one, log=quiet), load_config(two, log=quiet)
     for k in ("1", "2"):
         want = checkpoint_tensors(os.path.join(a.ckpt_model_path, "members", k), 15)
         got = checkpoint_tensors(os.path.join(b.ckpt_model_path, "members", k), 15)

@@ -23,8 +23,7 @@ import time
 import numpy as np
 
 from data_helpers.io_utils import atomic_write_json, atomic_write_text
-from data_helpers.reader import read_class_names, scan_examples
-from data_helpers.sources import expand_paths
+from data_helpers.reader import read_class_names, scan_all
 from trainers.evaluation import EXAMPLES_EACH, REPORT_TEXTS, evaluation_report
 from trainers.report_html import render as render_report
 from trainers.run_state import RunLock, metric_name
@@ -44,12 +43,8 @@ def member_config(cfg, k: int):
 def _eval_examples(cfg) -> tuple[list[str], list[str]]:
     """eval_data's texts and label names, as the user wrote them (the Predictor segments word text)."""
     names = read_class_names(cfg.class_names) if cfg.class_names else None
-    texts, labels = [], []
-    for path in expand_paths(cfg.eval_data):
-        for text, label in scan_examples(path, id_to_name=names, log=lambda *a: None):
-            texts.append(text)
-            labels.append(label)
-    return texts, labels
+    pairs = list(scan_all(cfg.eval_data, id_to_name=names, log=lambda *a: None))
+    return [text for text, _ in pairs], [label for _, label in pairs]
 
 
 def wrong_examples(texts, labels, probs, classes, limit: int = REPORT_TEXTS, each: int = EXAMPLES_EACH) -> dict:

@@ -129,12 +129,7 @@ class RunState:
         Refuses (ResumeError) before writing anything when the checkpoints belong to another run.
         """
         latest = tf.train.latest_checkpoint(self.dir) if os.path.isdir(self.dir) else None
-        state = None
-        if os.path.exists(self.state_path):
-            try:
-                state = read_json(self.state_path)
-            except ValueError:
-                state = None
+        state = self._read_state()
         fresh_reason = None
         if restart:
             fresh_reason = f"{self.dir}: --restart: previous checkpoints removed, starting afresh"
@@ -168,13 +163,18 @@ class RunState:
     def completed(self) -> bool:
         """Whether a run with these settings and data completed in this folder (its state says so
         and its checkpoints are there)."""
-        if not os.path.exists(self.state_path) or not tf.train.latest_checkpoint(self.dir):
-            return False
+        state = self._read_state()
+        return (state is not None and bool(state.get("completed")) and state.get("run") == self.fingerprint
+                and bool(tf.train.latest_checkpoint(self.dir)))
+
+    def _read_state(self) -> dict | None:
+        """The state file's contents; None where it is missing or unreadable."""
+        if not os.path.exists(self.state_path):
+            return None
         try:
-            state = read_json(self.state_path)
+            return read_json(self.state_path)
         except ValueError:
-            return False
-        return bool(state.get("completed")) and state.get("run") == self.fingerprint
+            return None
 
     def _best_from_weights(self) -> dict:
         best = {"score": float(self.best_weights.score.numpy()), "step": int(self.best_weights.step.numpy())}

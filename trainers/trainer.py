@@ -22,8 +22,7 @@ from data_helpers.dataset import PreparedData, prepare_data, save_vocab
 from data_helpers.io_utils import atomic_write_json, atomic_write_text, fault_point, read_json
 from data_helpers.long_text import config_tokens_read, head_tail_split
 from data_helpers.pipeline import eval_batches, shards_by_file, training_batches
-from data_helpers.reader import scan_examples
-from data_helpers.sources import expand_paths
+from data_helpers.reader import scan_all
 from data_helpers.tokenizer import Tokenizer
 from data_helpers.vocab import TextEncoder
 from data_helpers.word_vectors import load_word_vectors
@@ -156,11 +155,9 @@ class Trainer:
         """report.html beside report.json, with example texts read again from the first eval texts."""
         cfg = self.cfg
 
-        def eval_texts():  # the user's own texts (a word model's eval_files are its segmented cache)
-            for path in expand_paths(cfg.eval_data):
-                yield from scan_examples(path, id_to_name=data.id_to_name, log=lambda *a: None, label_sep=label_sep)
-
-        examples = report_examples(model, encoder, eval_texts(), data.artifacts.labels, binary, multi_label=cfg.multi_label,
+        # the user's own texts (a word model's eval_files are its segmented cache)
+        eval_texts = scan_all(cfg.eval_data, id_to_name=data.id_to_name, log=lambda *a: None, label_sep=label_sep)
+        examples = report_examples(model, encoder, eval_texts, data.artifacts.labels, binary, multi_label=cfg.multi_label,
                                    thresholds=thresholds, at_least_one=cfg.at_least_one)
         atomic_write_text(os.path.join(cfg.output_path, "report.html"), render_report(report, examples))
 
